@@ -1,0 +1,26 @@
+"""mmpost: classifiers for social-media posts that carry an image and a text.
+
+    import mmpost
+    predictor = mmpost.load("runs/my-run")
+    predictor.predict([mmpost.Post(id="1", text="what a day", images=["img/1.jpg"])])
+
+Importing mmpost registers every encoder, model, objective and metric; models and losses import without
+the CLI (``mmpost.models``, ``mmpost.objectives``).
+"""
+from __future__ import annotations
+
+from mmpost import registry
+from mmpost.data.post import Post
+from mmpost.encoders import efficientnet, hf_text  # noqa: F401  (registers encoders)
+from mmpost.evaluation import metrics  # noqa: F401  (registers metrics)
+from mmpost.models import conc  # noqa: F401  (registers models)
+from mmpost.objectives import ce, itc, itm  # noqa: F401  (registers objectives)
+
+__version__ = "0.1.0"
+__all__ = ["Post", "load", "registry", "__version__"]
+
+
+def load(run_dir):
+    """Load a finished run for prediction: ``mmpost.load(RUN_DIR).predict(posts)``."""
+    from mmpost.apps.predictor import load as _load
+    return _load(run_dir)

@@ -1,0 +1,63 @@
+"""A trained run, loaded for prediction: ``mmpost.load(RUN_DIR).predict(posts)``."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+from mmpost.apps.build import build_model, build_tower
+from mmpost.config import RunConfig, default_cache_dir, load_config
+from mmpost.data.dataset import PostDataset, unwrap
+from mmpost.data.post import Post
+from mmpost.encoders.features import post_features
+from mmpost.engine.checkpoint import load_weights
+
+
+class Predictor:
+    def __init__(self, run_dir: str | Path) -> None:
+        import json
+        self.run_dir = Path(run_dir)
+        for needed in ("config.yaml", "labels.json", "model.safetensors"):
+            if not (self.run_dir / needed).exists():
+                raise FileNotFoundError(f"{self.run_dir} is not a finished mmpost run: {needed} is missing")
+        self.config: RunConfig = load_config(self.run_dir / "config.yaml")
+        info = json.loads((self.run_dir / "labels.json").read_text())
+        self.task: str = info["task"]
+        self.labels: list[str] = info["labels"]
+        cfg = self.config
+        self.text_tower = build_tower(cfg.text_encoder)
+        self.image_tower = build_tower(cfg.image_encoder)
+        self.model = build_model(cfg.model, self.text_tower, self.image_tower, len(self.labels))
+        state = load_weights(self.run_dir / "model.safetensors")
+        missing_unexpected = self.model.load_state_dict(state, strict=False)
+        if missing_unexpected.unexpected_keys:
+            raise ValueError(f"{self.run_dir}: weights do not fit the model: {missing_unexpected.unexpected_keys[:5]}")
+        self.model.eval()
+
+    def _cache(self) -> Path | None:
+        cfg = self.config
+        if cfg.text_encoder.trainable or cfg.image_encoder.trainable:
+            return None   # fine-tuned towers: their features are not the packaged ones
+        return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir() / "features"
+
+    @torch.inference_mode()
+    def predict_proba(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False) -> np.ndarray:
+        """Class probabilities [N, C], columns in the order of ``self.labels``."""
+        feats = post_features(posts, self.text_tower, self.image_tower, cache_dir=self._cache(), progress=progress)
+        ds = PostDataset(posts, np.full(len(posts), -1), text_features=feats.text, image_features=feats.image,
+                         has_image=feats.has_image)
+        dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
+        out = [self.model(batch).logits.float().softmax(-1).numpy() for batch in dl]
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def predict(self, posts: Sequence[Post], **kwargs) -> list[dict[str, float]]:
+        """One {label: probability} per post."""
+        probs = self.predict_proba(posts, **kwargs)
+        return [{label: float(p) for label, p in zip(self.labels, row)} for row in probs]
+
+
+def load(run_dir: str | Path) -> Predictor:
+    return Predictor(run_dir)

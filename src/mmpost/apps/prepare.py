@@ -1,0 +1,102 @@
+"""From a data config to validated, split posts with a fixed label list: what every app starts with."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmpost.config import DataConfig, default_cache_dir, resolve
+from mmpost.data.manifest import ColumnMapping, load_manifest
+from mmpost.data.post import Post
+from mmpost.data.splits import assign_splits, by_split
+from mmpost.data.validate import apply_policy, validate_posts
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class PreparedData:
+    task: str
+    labels: list[str]
+    splits: dict[str, list[Post]]
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def column_mapping(cfg: DataConfig) -> ColumnMapping:
+    cols = cfg.columns
+    kwargs = {f.name: getattr(cols, f.name) for f in dataclasses.fields(cols)}
+    kwargs["image_root"] = resolve(cfg, cols.image_root) if cols.image_root else None
+    return ColumnMapping(**kwargs)
+
+
+def synthetic_dir(cfg: DataConfig) -> Path:
+    from mmpost.data.synthetic import SPEC_VERSION
+    s = cfg.synthetic
+    return default_cache_dir() / "synthetic" / f"v{SPEC_VERSION}-n{s.n}-px{s.size}-seed{s.seed}-w{int(s.words_in_image)}"
+
+
+def load_posts(cfg: DataConfig, path: str | None = None) -> list[Post]:
+    """Posts from the embedded generator or from a manifest (``path`` overrides ``cfg.path``)."""
+    if cfg.source == "synthetic" and path is None:
+        from mmpost.data.synthetic import generate_posts
+        s = cfg.synthetic
+        return generate_posts(synthetic_dir(cfg), n=s.n, size=s.size, seed=s.seed, words_in_image=s.words_in_image)
+    manifest = resolve(cfg, path or cfg.path)
+    return load_manifest(manifest, column_mapping(cfg))  # type: ignore[arg-type]
+
+
+def default_labels(task: str, cfg: DataConfig, posts: list[Post]) -> list[str]:
+    if cfg.labels:
+        return list(cfg.labels)
+    if cfg.source == "synthetic":
+        from mmpost.data.synthetic import SYNTHETIC_TASKS
+        if task not in SYNTHETIC_TASKS:
+            raise ValueError(f"the embedded dataset has no task {task!r}; tasks: {', '.join(SYNTHETIC_TASKS)}")
+        return list(SYNTHETIC_TASKS[task])
+    return sorted({p.labels[task] for p in posts if task in p.labels})
+
+
+def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path: str | None = None,
+            progress: bool = True, require_splits: bool = True) -> PreparedData:
+    posts = load_posts(cfg, path)
+    notes: list[str] = []
+    counts: dict[str, int] = {"loaded": len(posts)}
+    if cfg.require_image:
+        before = len(posts)
+        posts = [p for p in posts if p.images and os.path.isfile(p.images[0])]
+        if before != len(posts):
+            notes.append(f"{before - len(posts)} posts without an image file were left out (data.require_image)")
+            log.info("data.require_image: %d of %d posts have an image file", len(posts), before)
+    if cfg.limit:
+        posts = posts[: cfg.limit]
+        notes.append(f"only the first {cfg.limit} posts are used (data.limit)")
+    labels = labels or default_labels(task, cfg, posts)
+    if not labels:
+        raise ValueError(f"no post has a label for task {task!r}: map a column to it in data.columns.labels")
+    report = validate_posts(posts, {task: labels}, progress=progress)
+    posts, done = apply_policy(posts, report, cfg.policy)
+    counts.update(done)
+    if not report.ok:
+        notes.append(f"data policy `{cfg.policy}`: " + ", ".join(f"{k} {v}" for k, v in done.items())
+                     + " (" + ", ".join(f"{k} {v}" for k, v in report.counts().items()) + ")")
+        log.warning("data policy %s applied: %s", cfg.policy, done)
+    unlabelled = sum(task not in p.labels for p in posts)
+    if unlabelled:
+        posts = [p for p in posts if task in p.labels]
+        notes.append(f"{unlabelled} posts without a `{task}` label were left out")
+    if not any("split" in p.meta and p.meta["split"] for p in posts):
+        notes.append(f"no split column: posts were split {cfg.split_fractions} by a hash of their id")
+    posts = assign_splits(posts, tuple(cfg.split_fractions), salt=cfg.split_salt)
+    splits = by_split(posts)
+    splits = {name: splits.get(name, []) for name in SPLITS}
+    if require_splits:
+        empty = [s for s in ("train", "dev") if not splits[s]]
+        if empty:
+            raise ValueError(f"split(s) {', '.join(empty)} are empty after validation; "
+                             f"sizes: { {k: len(v) for k, v in splits.items()} }")
+    counts.update({k: len(v) for k, v in splits.items()})
+    return PreparedData(task=task, labels=labels, splits=splits, notes=notes, counts=counts)

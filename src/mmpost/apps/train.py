@@ -1,0 +1,150 @@
+"""Supervised training: posts → features → model + objective → best checkpoint on dev → test metrics."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from mmpost.apps.build import aux_name, build_model, build_objective, build_tower
+from mmpost.apps.prepare import PreparedData, prepare
+from mmpost.atomic import atomic_write_json, atomic_write_text
+from mmpost.config import RunConfig, default_cache_dir, to_yaml
+from mmpost.data.dataset import PostDataset, label_ids, unwrap
+from mmpost.encoders.features import post_features
+from mmpost.engine.checkpoint import save_weights
+from mmpost.engine.loop import fit, predict
+from mmpost.engine.setup import make_fabric, seed_everything
+from mmpost.engine.step import TrainStep
+from mmpost.evaluation.metrics import (classification_metrics, confusion, majority_baseline, per_class,
+                                       weighted_f1)
+from mmpost.evaluation.report import write_metrics, write_report
+
+log = logging.getLogger(__name__)
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, dict[str, dict[str, float]]]
+    baseline: dict[str, float]
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def run_name(cfg: RunConfig) -> str:
+    return cfg.name or f"{cfg.task}-{cfg.model.name}-{aux_name(cfg.objectives)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def saved_state(model: torch.nn.Module, cfg: RunConfig) -> dict[str, torch.Tensor]:
+    """Everything but frozen towers (those come back from their packages on load)."""
+    skip = [prefix for prefix, enc in (("text_tower.", cfg.text_encoder), ("image_tower.", cfg.image_encoder))
+            if not enc.trainable]
+    return {k: v for k, v in model.state_dict().items() if not any(k.startswith(s) for s in skip)}
+
+
+def make_datasets(data: PreparedData, cfg: RunConfig, text_tower, image_tower) -> dict[str, PostDataset]:
+    """Frozen towers are read through the feature cache; a trainable one gets raw inputs per batch."""
+    posts = [p for split in data.splits.values() for p in split]
+    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir() / "features"
+    feats = post_features(posts, None if cfg.text_encoder.trainable else text_tower,
+                          None if cfg.image_encoder.trainable else image_tower,
+                          cache_dir=cache, progress=cfg.progress)
+    datasets, start = {}, 0
+    for name, split in data.splits.items():
+        rows = slice(start, start + len(split))
+        start += len(split)
+        datasets[name] = PostDataset(
+            split, label_ids(split, data.task, data.labels),
+            text_features=None if cfg.text_encoder.trainable else feats.text[rows],
+            image_features=None if cfg.image_encoder.trainable else feats.image[rows],
+            has_image=feats.has_image[rows],
+            tokenize=text_tower.tokenize if cfg.text_encoder.trainable else None,
+            load_image=image_tower.load if cfg.image_encoder.trainable else None,
+            image_size=image_tower.image_size)
+    if feats.image_errors:
+        data.notes.append(f"{len(feats.image_errors)} images could not be read and were masked")
+    return datasets
+
+
+def loader(ds: PostDataset, batch_size: int, *, shuffle: bool, seed: int, workers: int) -> DataLoader:
+    sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(ds)
+    return DataLoader(ds, batch_sampler=BatchSampler(sampler, batch_size, drop_last=False), collate_fn=unwrap,
+                      num_workers=workers)
+
+
+def write_log(path: Path, history: list[dict[str, float]]) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | None = None) -> RunResult:
+    run_dir = Path(cfg.out_dir).expanduser() / run_name(cfg)
+    if (run_dir / "metrics.json").exists():
+        raise FileExistsError(f"{run_dir} already holds a finished run; choose another name= or out_dir=")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    seed_everything(cfg.train.seed)
+    data = data or prepare(cfg.data, cfg.task, progress=cfg.progress)
+    text_tower, image_tower = towers or (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
+    datasets = make_datasets(data, cfg, text_tower, image_tower)
+    n_classes = len(data.labels)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg.model, text_tower, image_tower, n_classes)
+    objective = build_objective(cfg.objectives, datasets["train"].labels.tolist(), n_classes)
+    step = TrainStep(model, objective)
+    tower_params = [p for t in (text_tower, image_tower) for p in t.parameters() if p.requires_grad]
+    tower_ids = {id(p) for p in tower_params}
+    head_params = [p for p in step.parameters() if p.requires_grad and id(p) not in tower_ids]
+    groups = [{"params": head_params, "lr": cfg.train.lr}]
+    if tower_params:
+        groups.append({"params": tower_params, "lr": cfg.train.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.train.weight_decay)
+    fabric = make_fabric(cfg.fabric)
+    fstep, optimizer = fabric.setup(step, optimizer)
+    t = cfg.train
+    loaders = {name: loader(ds, t.batch_size if name == "train" else t.eval_batch_size, shuffle=name == "train",
+                            seed=t.seed, workers=t.num_workers) for name, ds in datasets.items()}
+    frozen = [tw for tw, enc in ((text_tower, cfg.text_encoder), (image_tower, cfg.image_encoder)) if not enc.trainable]
+    logged: list[dict[str, float]] = []
+    result = fit(fabric, fstep, optimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1, frozen=frozen,
+                 state_of=lambda: saved_state(model, cfg),
+                 on_epoch=lambda row: write_log(run_dir / "log.csv", [*logged, row]) or logged.append(row),
+                 progress=cfg.progress)
+    model.load_state_dict(result.best_state or saved_state(model, cfg), strict=False)
+    save_weights(run_dir / WEIGHTS, saved_state(model, cfg), metadata={"task": cfg.task, "model": cfg.model.name})
+    atomic_write_json(run_dir / "labels.json", {"task": data.task, "labels": data.labels})
+    metrics, per, conf = {}, {}, {}
+    for name in ("dev", "test"):
+        if len(datasets[name]) == 0:
+            continue
+        probs, y, _ = predict(fabric, fstep, loaders[name])
+        pred = probs.argmax(1)
+        metrics[name] = {data.task: classification_metrics(y, pred, n_classes)}
+        per[name], conf[name] = per_class(y, pred, data.labels), confusion(y, pred, n_classes)
+    eval_split = "test" if "test" in metrics else "dev"
+    baseline = majority_baseline(datasets["train"].labels.numpy(), datasets[eval_split].labels.numpy(), n_classes)
+    write_metrics(run_dir, metrics)
+    notes = list(data.notes) + [
+        f"best dev weighted F1 {result.best_score:.3f} at epoch {result.best_epoch} (model chosen on dev only)",
+        "split sizes: " + ", ".join(f"{k} {len(v)}" for k, v in datasets.items()),
+        f"text encoder `{cfg.text_encoder.name}` ({'fine-tuned' if cfg.text_encoder.trainable else 'frozen'}), "
+        f"image encoder `{cfg.image_encoder.name}` ({'fine-tuned' if cfg.image_encoder.trainable else 'frozen'})",
+    ]
+    write_report(run_dir, title=f"{cfg.model.name} · {aux_name(cfg.objectives)} · {data.task}", task=data.task,
+                 labels=data.labels, split_metrics={k: v[data.task] for k, v in metrics.items()}, baseline=baseline,
+                 per_class_rows=per, confusions=conf, notes=notes, history=result.history)
+    return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, best_epoch=result.best_epoch,
+                     history=result.history)
+

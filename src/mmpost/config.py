@@ -1,0 +1,193 @@
+"""Typed run configuration: dataclasses merged from YAML by OmegaConf, with ``key=value`` overrides.
+
+    cfg = load_config("configs/memes.yaml", ["train.epochs=5", "objectives.itc=true"])
+
+Every path in ``data`` is relative to ``data.data_root`` unless absolute; ``data_root`` defaults to the
+environment variable MMPOST_DATA_ROOT. The resolved config is saved into each run folder.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+@dataclass
+class ColumnsConfig:
+    """How a CSV/JSONL manifest's columns map onto posts (see ``mmpost.data.manifest.ColumnMapping``)."""
+    id: str | None = "id"
+    text: Any = "text"                     # a column, or a list of columns joined with a space
+    image: str | None = None
+    image_root: str | None = None          # relative to data_root unless absolute
+    image_pattern: str | None = None       # e.g. "{}.jpg": a cell holds an id formatted into a file name
+    image_sep: str | None = None           # several images in one cell, e.g. ";"
+    labels: dict[str, str] = field(default_factory=dict)              # task -> column
+    label_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    split: str | None = None               # column holding train / dev / test
+    keep: list[str] = field(default_factory=list)
+    format: str | None = None
+    csv_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SyntheticConfig:
+    n: int = 2000
+    size: int = 128
+    seed: int = 0
+    words_in_image: bool = True
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"              # "synthetic" (the embedded default) or "manifest"
+    data_root: str | None = None           # default: $MMPOST_DATA_ROOT
+    path: str | None = None                # the manifest, relative to data_root unless absolute
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    labels: list[str] | None = None        # the task's label names in order; default: those seen in train
+    require_image: bool = False            # keep only posts whose (first) image file exists
+    policy: str = "stop"                   # bad rows: stop (with a report) | skip | text-only
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_salt: str = "mmpost"
+    limit: int | None = None               # use the first N posts (quick runs)
+
+
+@dataclass
+class EncoderConfig:
+    name: str
+    path: str | None = None                # HF name or local folder for "hf-text"
+    trainable: bool = False
+    pooling: str = "mean"
+    max_length: int = 128
+    image_size: int = 224
+    fit: str = "crop"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "conc"
+    hidden: int = 512
+    proj_dim: int = 512
+    dropout: float = 0.05
+
+
+@dataclass
+class ObjectivesConfig:
+    itc: bool = False
+    itm: bool = False
+    weighting: str = "additive"            # additive: λ·loss summed | convex: (1−β_itc−β_itm)·CE + β·aux
+    lambda_ce: float = 1.0
+    lambda_itc: float = 1.0
+    lambda_itm: float = 1.0
+    beta_itc: float = 0.1
+    beta_itm: float = 0.1
+    class_weights: str = "balanced"        # balanced | none
+    temperature: float = 0.07
+    mask_duplicates: bool = True
+    itm_negatives: str = "random"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3                       # head
+    encoder_lr: float = 1e-5               # fine-tuned towers
+    weight_decay: float = 2.5e-4
+    patience: int = 4                      # early stopping on dev weighted F1
+    grad_clip: float = 1.0
+    seed: int = 0
+    num_workers: int = 0
+    eval_batch_size: int = 128
+
+
+@dataclass
+class FabricConfig:
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+
+
+@dataclass
+class RunConfig:
+    task: str = "sentiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    text_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="minilm", trainable=True))
+    image_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="efficientnet-lite0"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    fabric: FabricConfig = field(default_factory=FabricConfig)
+    out_dir: str = "runs"
+    name: str | None = None                # run folder name; default: <task>-<model>-<aux>-<time>
+    cache_dir: str | None = None           # feature cache; default: ~/.cache/mmpost/features
+    progress: bool = True
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: RunConfig | None = None) -> RunConfig:
+    schema = OmegaConf.structured(base or RunConfig())
+    parts = [schema]
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        parts.append(OmegaConf.load(p))
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must be key=value, got: {' '.join(bad)}")
+        parts.append(OmegaConf.from_dotlist(list(overrides)))
+    try:
+        merged = OmegaConf.merge(*parts)
+    except Exception as e:  # OmegaConf names the key and the expected type
+        raise ConfigError(f"bad config{f' in {path}' if path else ''}: {e}") from None
+    cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    check(cfg)
+    return cfg
+
+
+def check(cfg: RunConfig) -> None:
+    if cfg.data.policy not in ("stop", "skip", "text-only"):
+        raise ConfigError(f"data.policy must be stop, skip or text-only, got {cfg.data.policy!r}")
+    if cfg.data.source not in ("synthetic", "manifest"):
+        raise ConfigError(f"data.source must be synthetic or manifest, got {cfg.data.source!r}")
+    if cfg.data.source == "manifest" and not cfg.data.path:
+        raise ConfigError("data.source=manifest needs data.path (a CSV or JSONL file)")
+    if cfg.objectives.weighting not in ("additive", "convex"):
+        raise ConfigError(f"objectives.weighting must be additive or convex, got {cfg.objectives.weighting!r}")
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def data_root(cfg: DataConfig) -> Path | None:
+    root = cfg.data_root or os.environ.get("MMPOST_DATA_ROOT")
+    return Path(root).expanduser() if root else None
+
+
+def resolve(cfg: DataConfig, path: str | None) -> str | None:
+    """A data path: absolute as given, else relative to data_root (which must then be set)."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return str(p)
+    root = data_root(cfg)
+    if root is None:
+        raise ConfigError(f"{path!r} is relative but no data root is set: set MMPOST_DATA_ROOT or data.data_root")
+    return str(root / p)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("MMPOST_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mmpost")
+    return Path(base).expanduser()

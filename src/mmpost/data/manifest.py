@@ -1,0 +1,443 @@
+"""Import a user's CSV / JSONL of posts into :class:`~mmpost.data.post.Post` records.
+
+A :class:`ColumnMapping` says which column holds what. Every cell is read as a string (an 18-digit tweet id
+stays exact), empty cells become ``""`` or an absent label, and each post remembers where it came from
+(``meta["source"]``, ``meta["row"]``). Only structural problems raise :class:`ManifestError` (missing file,
+missing mapped column, wrong text encoding, a row that does not parse); content problems (empty text,
+missing image, unknown label ...) are left to :mod:`mmpost.data.validate`, which reports them all at once.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .post import Post
+
+__all__ = [
+    "ColumnMapping",
+    "ManifestError",
+    "load_manifest",
+    "save_posts_jsonl",
+    "load_posts_jsonl",
+    "SPLIT_ALIASES",
+]
+
+# Names a split column may use for the usual three splits.
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "dev": "dev", "val": "dev", "valid": "dev", "validation": "dev", "development": "dev",
+    "test": "test", "testing": "test",
+}
+
+_RESERVED_META = ("source", "row", "split")
+_FORMATS = ("csv", "jsonl")
+_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class ManifestError(ValueError):
+    """A manifest cannot be read; the message names the file and, where it applies, the row and column."""
+
+
+@dataclass
+class ColumnMapping:
+    """Which column of a manifest holds what.
+
+    id            column with the post id; ``None`` → ids ``"row-<n>"``
+    text          column, or several columns joined with ``" "`` (empty parts skipped)
+    image         column with image file names or ids; ``None`` → text-only posts
+    image_root    folder joined to relative image names (default: the manifest's own folder)
+    image_pattern format applied to each image cell value, e.g. ``"T{}.jpg"``
+    image_sep     separator for several images in one cell, e.g. ``";"`` (a JSON list cell also works)
+    labels        task name → column
+    label_values  task name → {raw value → label name}; unmapped values are kept as they are
+    split         column holding train/dev/test (``val``/``valid``/``validation`` → ``dev``)
+    keep          extra columns copied into ``Post.meta``
+    format        ``"csv"`` or ``"jsonl"``; ``None`` → from the extension (.csv/.tsv, .jsonl/.ndjson)
+    encoding      text encoding of the file
+    csv_options   passed to the CSV reader (``delimiter``/``sep``, ``quotechar``, ``escapechar``, ``doublequote``,
+                  ``skipinitialspace``, ``quoting``, ``strict``)
+    """
+
+    id: str | None = "id"
+    text: str | list[str] = "text"
+    image: str | None = None
+    image_root: str | None = None
+    image_pattern: str | None = None
+    image_sep: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    label_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    split: str | None = None
+    keep: list[str] = field(default_factory=list)
+    format: str | None = None
+    encoding: str = "utf-8"
+    csv_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # accept any sequence / mapping (e.g. containers from a config library), store plain types
+        if not isinstance(self.text, str):
+            self.text = [str(c) for c in self.text]
+            if not self.text:
+                raise ValueError("ColumnMapping.text needs at least one column")
+        self.keep = [self.keep] if isinstance(self.keep, str) else [str(c) for c in (self.keep or [])]
+        self.labels = {str(t): str(c) for t, c in dict(self.labels or {}).items()}
+        self.label_values = {str(t): {str(k): str(v) for k, v in dict(table or {}).items()}
+                             for t, table in dict(self.label_values or {}).items()}
+        self.csv_options = dict(self.csv_options or {})
+        bad = [k for k in self.keep if k in _RESERVED_META]
+        if bad:
+            raise ValueError(f"ColumnMapping.keep cannot hold {bad}: meta keys {_RESERVED_META} are set by the "
+                             "importer (map a split column with ColumnMapping.split)")
+        if self.format is not None and self.format not in _FORMATS:
+            raise ValueError(f"ColumnMapping.format must be one of {_FORMATS} or None, got {self.format!r}")
+        if self.image_pattern is not None:
+            try:
+                probe = self.image_pattern.format("x")
+            except (IndexError, KeyError, ValueError) as e:
+                raise ValueError(f"ColumnMapping.image_pattern {self.image_pattern!r} must contain one '{{}}' "
+                                 f"for the cell value ({e})") from None
+            if probe == self.image_pattern:
+                raise ValueError(f"ColumnMapping.image_pattern {self.image_pattern!r} has no '{{}}' placeholder")
+        unknown = set(self.label_values) - set(self.labels)
+        if unknown:
+            raise ValueError(f"ColumnMapping.label_values has tasks {sorted(unknown)} that are not in labels "
+                             f"{sorted(self.labels)}")
+
+    def text_columns(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+    def required_columns(self) -> list[tuple[str, str]]:
+        """(column, what it is mapped as) for every column the mapping reads."""
+        out: list[tuple[str, str]] = []
+        if self.id is not None:
+            out.append((self.id, "id"))
+        out += [(c, "text") for c in self.text_columns()]
+        if self.image is not None:
+            out.append((self.image, "image"))
+        out += [(c, f"labels[{t!r}]") for t, c in self.labels.items()]
+        if self.split is not None:
+            out.append((self.split, "split"))
+        out += [(c, "keep") for c in self.keep]
+        return out
+
+
+# --------------------------------------------------------------------------------------------- reading text
+
+
+def _detect_format(path: str, mapping: ColumnMapping) -> str:
+    if mapping.format is not None:
+        return mapping.format
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    raise ManifestError(f"{path}: cannot tell the format from the extension {ext!r}; "
+                        f"set ColumnMapping(format=...) to one of {_FORMATS}")
+
+
+def _read_text(path: str, encoding: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a folder, not a manifest file") from None
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read file ({e.strerror or e})") from None
+    try:
+        text = data.decode(encoding)
+    except LookupError:
+        raise ManifestError(f"{path}: unknown text encoding {encoding!r}") from None
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        bad = data[e.start:e.end][:4]
+        hint = ""
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            hint = " The file starts with a UTF-16 byte-order mark: try encoding='utf-16'."
+        else:
+            hint = " If it was saved by Excel or an older tool, try ColumnMapping(encoding='cp1252') or 'latin-1'."
+        raise ManifestError(
+            f"{path}: not valid {encoding} text: byte {bad.hex(' ')} at byte offset {e.start} "
+            f"(line {line}, column {col}) ({e.reason}).{hint}"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+# ------------------------------------------------------------------------------------------------- cells
+
+
+def _cell(v: Any) -> str:
+    """One JSON value → string, the way a CSV would hold it."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return ""
+        return repr(v)
+    if isinstance(v, (int,)):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+class _RowReader:
+    """Turns a row (a dict column → raw value) into a Post according to a mapping."""
+
+    def __init__(self, path: str, mapping: ColumnMapping):
+        self.path = path
+        self.m = mapping
+        self.text_cols = mapping.text_columns()
+        root = mapping.image_root
+        if root is None:
+            root = os.path.dirname(path)
+        self.root = os.fspath(root)
+
+    def image_paths(self, raw: Any) -> list[str]:
+        m = self.m
+        if isinstance(raw, list):
+            names = [_cell(x).strip() for x in raw]
+        else:
+            s = _cell(raw).strip()
+            if not s:
+                return []
+            names = None
+            if s.startswith("[") and s.endswith("]"):
+                try:
+                    parsed = json.loads(s)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, list):
+                    names = [_cell(x).strip() for x in parsed]
+            if names is None:
+                names = [p.strip() for p in s.split(m.image_sep)] if m.image_sep else [s]
+        out = []
+        for n in names:
+            if not n:
+                continue
+            if m.image_pattern is not None:
+                n = m.image_pattern.format(n)
+            if "://" not in n and not os.path.isabs(n) and self.root:
+                n = os.path.join(self.root, n)
+            out.append(n)
+        return out
+
+    def post(self, get, row: int) -> Post:
+        """``get(column)`` returns the raw value or None when the row lacks it."""
+        m = self.m
+        pid = ""
+        if m.id is not None:
+            pid = _cell(get(m.id)).strip()
+        if not pid:
+            pid = f"row-{row}"
+        parts = (_cell(get(c)).strip() for c in self.text_cols)
+        text = " ".join(p for p in parts if p)
+        images = self.image_paths(get(m.image)) if m.image is not None else []
+        labels: dict[str, str] = {}
+        for task, col in m.labels.items():
+            v = _cell(get(col)).strip()
+            if not v:
+                continue
+            table = m.label_values.get(task)
+            if table is not None:
+                v = table.get(v, v)
+                if not isinstance(v, str):
+                    v = str(v)
+            labels[task] = v
+        meta: dict[str, Any] = {"source": self.path, "row": row}
+        if m.split is not None:
+            s = _cell(get(m.split)).strip()
+            if s:
+                meta["split"] = SPLIT_ALIASES.get(s.lower(), s)
+        for col in m.keep:
+            meta[col] = _cell(get(col))
+        return Post(id=pid, text=text, images=images, labels=labels, meta=meta)
+
+
+def _missing_columns_error(path: str, mapping: ColumnMapping, present: Iterable[str], kind: str) -> None:
+    present = list(present)
+    missing = [(c, what) for c, what in mapping.required_columns() if c not in set(present)]
+    if not missing:
+        return
+    parts = []
+    for c, what in missing:
+        close = difflib.get_close_matches(c, present, n=1, cutoff=0.6)
+        if not close:
+            close = [p for p in present if p.lower() == c.lower()][:1]
+        parts.append(f"{c!r} (mapped as {what})" + (f" - did you mean {close[0]!r}?" if close else ""))
+    shown = ", ".join(repr(p) for p in present[:60]) + (f", ... ({len(present)} in all)" if len(present) > 60 else "")
+    raise ManifestError(f"{path}: {kind} not found: {'; '.join(parts)}. Columns in the file: {shown or '(none)'}")
+
+
+# ------------------------------------------------------------------------------------------------------ CSV
+
+_CSV_KEYS = {"delimiter", "quotechar", "escapechar", "doublequote", "skipinitialspace", "quoting", "strict",
+             "lineterminator"}
+
+
+def _csv_kwargs(path: str, opts: dict) -> dict:
+    opts = dict(opts)
+    if "sep" in opts:
+        opts.setdefault("delimiter", opts.pop("sep"))
+    if "delimiter" not in opts and os.path.splitext(path)[1].lower() == ".tsv":
+        opts["delimiter"] = "\t"
+    unknown = set(opts) - _CSV_KEYS
+    if unknown:
+        raise ManifestError(f"{path}: unsupported csv_options {sorted(unknown)}; use {sorted(_CSV_KEYS | {'sep'})}")
+    return opts
+
+
+def _load_csv(path: str, mapping: ColumnMapping) -> list[Post]:
+    text = _read_text(path, mapping.encoding)
+    kwargs = _csv_kwargs(path, mapping.csv_options)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), **kwargs)
+    except (TypeError, csv.Error) as e:
+        raise ManifestError(f"{path}: bad csv_options {mapping.csv_options!r} ({e})") from None
+    hint = (" If text fields escape quotes with a backslash, pass "
+            "csv_options={'escapechar': '\\\\', 'doublequote': False}.")
+    try:
+        header = next(reader, None)
+        while header is not None and not any(h.strip() for h in header):
+            header = next(reader, None)
+    except csv.Error as e:
+        raise ManifestError(f"{path}: line {reader.line_num}: cannot parse the header ({e})") from None
+    if header is None:
+        raise ManifestError(f"{path}: the file is empty (no header row)")
+    header = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    dups = set()
+    for i, h in enumerate(header):
+        if h in seen:
+            dups.add(h)
+        else:
+            seen[h] = i
+    _missing_columns_error(path, mapping, header, "mapped column(s)")
+    ambiguous = sorted({c for c, _ in mapping.required_columns()} & dups)
+    if ambiguous:
+        raise ManifestError(f"{path}: column(s) {ambiguous} appear more than once in the header")
+
+    width = len(header)
+    rr = _RowReader(path, mapping)
+    posts: list[Post] = []
+    n = 0
+    try:
+        for cells in reader:
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue  # blank line
+            n += 1
+            if len(cells) > width:
+                if any(c.strip() for c in cells[width:]):
+                    raise ManifestError(
+                        f"{path}: row {n} (ending on line {reader.line_num}) has {len(cells)} fields but the header "
+                        f"has {width}; the row does not parse.{hint}")
+            idx = seen
+            ln = len(cells)
+
+            def get(col: str, _c=cells, _ln=ln):
+                i = idx.get(col)
+                return _c[i] if i is not None and i < _ln else ""
+
+            posts.append(rr.post(get, n))
+    except csv.Error as e:
+        raise ManifestError(f"{path}: row {n + 1} (line {reader.line_num}): cannot parse CSV ({e}).{hint}") from None
+    return posts
+
+
+# ---------------------------------------------------------------------------------------------------- JSONL
+
+
+def _load_jsonl_rows(path: str, encoding: str) -> list[tuple[int, dict]]:
+    text = _read_text(path, encoding)
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise ManifestError(f"{path}: line {lineno}: not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise ManifestError(f"{path}: line {lineno}: expected a JSON object per line, got {type(obj).__name__}")
+        rows.append((lineno, obj))
+    return rows
+
+
+def _load_jsonl(path: str, mapping: ColumnMapping) -> list[Post]:
+    rows = _load_jsonl_rows(path, mapping.encoding)
+    if rows:
+        keys: dict[str, None] = {}
+        for _, obj in rows:
+            for k in obj:
+                keys.setdefault(k, None)
+        _missing_columns_error(path, mapping, keys, "mapped key(s) (absent from every line)")
+    rr = _RowReader(path, mapping)
+    return [rr.post(obj.get, lineno) for lineno, obj in rows]
+
+
+# ------------------------------------------------------------------------------------------------ public API
+
+
+def load_manifest(path: str | os.PathLike, mapping: ColumnMapping | None = None) -> list[Post]:
+    """Read a CSV or JSONL manifest into posts (see :class:`ColumnMapping`).
+
+    ``meta`` of each post holds ``source`` (the path), ``row`` (1-based data row for CSV, header not counted;
+    the line number for JSONL), ``split`` when mapped, and the ``keep`` columns.
+    Raises :class:`ManifestError` for structural problems only.
+    """
+    mapping = mapping if mapping is not None else ColumnMapping()
+    path = os.fspath(path)
+    fmt = _detect_format(path, mapping)
+    if fmt == "csv":
+        return _load_csv(path, mapping)
+    return _load_jsonl(path, mapping)
+
+
+def save_posts_jsonl(posts: Iterable[Post], path: str | os.PathLike) -> int:
+    """Write posts as mmpost JSONL (one ``Post.to_dict()`` per line), atomically. Returns the count."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for p in posts:
+                f.write(json.dumps(p.to_dict(), ensure_ascii=False))
+                f.write("\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return n
+
+
+def load_posts_jsonl(path: str | os.PathLike) -> list[Post]:
+    """Read posts written by :func:`save_posts_jsonl`."""
+    path = os.fspath(path)
+    posts = []
+    for lineno, obj in _load_jsonl_rows(path, "utf-8"):
+        if "id" not in obj:
+            raise ManifestError(f"{path}: line {lineno}: a post needs an 'id'")
+        try:
+            posts.append(Post.from_dict(obj))
+        except (TypeError, ValueError, KeyError) as e:
+            raise ManifestError(f"{path}: line {lineno}: not a post ({e})") from None
+    return posts

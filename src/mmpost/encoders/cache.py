@@ -1,0 +1,105 @@
+"""On-disk cache of frozen-tower features, memory-mapped.
+
+One folder per *namespace* — a hash of the tower identity, its preprocessing and the kind of feature — so a
+change in any of them starts a fresh folder. Inside, shards of rows (``shard-*.npy``) with their keys
+(``shard-*.keys``, one content hash per line). A shard's keys file is written after its array and both are
+renamed into place, so an interrupted run leaves only complete shards; finished work is reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mmpost.atomic import atomic_write
+
+
+def content_key(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def file_key(path: str) -> str:
+    """Key of an image by its bytes (renaming or moving the file keeps its features)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _save_npy(path: str, values: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(values))
+
+
+class FeatureCache:
+    def __init__(self, root: str | Path, *, identity: str, description: dict | None = None) -> None:
+        self.namespace = content_key(identity)[:20]
+        self.dir = Path(root) / self.namespace
+        self.dir.mkdir(parents=True, exist_ok=True)
+        info = self.dir / "info.json"
+        if not info.exists():
+            atomic_write(info, lambda p: Path(p).write_text(json.dumps({"identity": identity, **(description or {})},
+                                                                         indent=1)))
+        self._index: dict[str, tuple[Path, int]] = {}
+        self._arrays: dict[Path, np.ndarray] = {}
+        self._scan()
+
+    def _scan(self) -> None:
+        for keys_file in sorted(self.dir.glob("shard-*.keys")):
+            arr_file = keys_file.with_suffix(".npy")
+            if not arr_file.exists():
+                continue
+            for row, key in enumerate(keys_file.read_text().split()):
+                self._index[key] = (arr_file, row)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _array(self, path: Path) -> np.ndarray:
+        if path not in self._arrays:
+            self._arrays[path] = np.load(path, mmap_mode="r")
+        return self._arrays[path]
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        """Rows for ``keys`` (all must be present), stacked in order."""
+        rows = [self._array(p)[r] for p, r in (self._index[k] for k in keys)]
+        return np.stack(rows) if rows else np.zeros((0,), dtype=np.float32)
+
+    def put(self, keys: Sequence[str], values: np.ndarray) -> None:
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} rows")
+        if not keys:
+            return
+        stem = f"shard-{uuid.uuid4().hex[:16]}"
+        arr_file, keys_file = self.dir / f"{stem}.npy", self.dir / f"{stem}.keys"
+        atomic_write(arr_file, lambda p: _save_npy(p, values))
+        atomic_write(keys_file, lambda p: Path(p).write_text("\n".join(keys) + "\n"))
+        for row, key in enumerate(keys):
+            self._index[key] = (arr_file, row)
+
+    def get_or_compute(self, keys: Sequence[str], compute: Callable[[list[int]], np.ndarray], *,
+                       chunk: int = 512) -> np.ndarray:
+        """Rows for ``keys``; ``compute(positions)`` fills the missing ones (positions index into ``keys``),
+        ``chunk`` at a time, each chunk stored as soon as it is done."""
+        missing: list[int] = []
+        seen: set[str] = set()
+        for i, k in enumerate(keys):
+            if k not in self._index and k not in seen:
+                missing.append(i)
+                seen.add(k)
+        for start in range(0, len(missing), chunk):
+            part = missing[start:start + chunk]
+            self.put([keys[i] for i in part], compute(part))
+        return self.get(keys)

@@ -1,0 +1,140 @@
+"""Run towers over posts in batches: length-sorted text batches, threaded image decoding, and the cache
+for frozen towers. A post whose image fails to decode is reported and treated as image-less, never a crash."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mmpost.data.post import Post
+from mmpost.encoders.base import ImageTower, TextTower
+from mmpost.encoders.cache import FeatureCache, content_key, file_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PostFeatures:
+    """Pooled features for N posts, rows in post order."""
+    text: np.ndarray            # [N, Dt] float32
+    image: np.ndarray           # [N, Dv] float32 (zeros where has_image is False)
+    has_image: np.ndarray       # [N] bool
+    image_errors: dict[str, str] = field(default_factory=dict)   # post id -> reason
+
+
+@torch.inference_mode()
+def encode_texts(tower: TextTower, texts: Sequence[str], *, batch_size: int = 64,
+                 progress: bool = True) -> np.ndarray:
+    """Pooled text features [N, D]; batches hold texts of similar length (less padding)."""
+    tower.eval()
+    order = np.argsort(tower.token_lengths(list(texts)), kind="stable")
+    out = np.zeros((len(texts), tower.dim), dtype=np.float32)
+    for start in tqdm(range(0, len(order), batch_size), desc="text features", unit="batch",
+                      disable=not progress or len(order) <= batch_size, leave=False):
+        idx = order[start:start + batch_size]
+        inputs = tower.tokenize([texts[i] for i in idx])
+        out[idx] = tower(inputs).pooled.float().numpy()
+    return out
+
+
+def _load(tower: ImageTower, path: str) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return tower.load(path), None
+    except Exception as e:  # a bad image must not stop a long run: it is reported and masked
+        return None, f"{type(e).__name__}: {e}"
+
+
+@torch.inference_mode()
+def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
+                  progress: bool = True) -> tuple[np.ndarray, list[str | None]]:
+    """Pooled image features [N, D] and, per path, None or the reason it could not be read."""
+    tower.eval()
+    out = np.zeros((len(paths), tower.dim), dtype=np.float32)
+    errors: list[str | None] = [None] * len(paths)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in tqdm(range(0, len(paths), batch_size), desc="image features", unit="batch",
+                          disable=not progress or len(paths) <= batch_size, leave=False):
+            chunk = list(range(start, min(start + batch_size, len(paths))))
+            loaded = list(pool.map(lambda i: _load(tower, paths[i]), chunk))
+            ok = [i for i, (arr, _) in zip(chunk, loaded) if arr is not None]
+            for i, (_, err) in zip(chunk, loaded):
+                errors[i] = err
+            if ok:
+                pixels = torch.from_numpy(np.stack([loaded[i - start][0] for i in ok]))
+                out[ok] = tower(pixels).pooled.float().numpy()
+    return out, errors
+
+
+def _cached_texts(tower: TextTower, texts: list[str], cache_dir: Path, batch_size: int,
+                  progress: bool) -> np.ndarray:
+    cache = FeatureCache(cache_dir / "text", identity=tower.identity + ":pooled", description={"kind": "pooled text"})
+    keys = [content_key(t) for t in texts]
+    return cache.get_or_compute(keys, lambda pos: encode_texts(tower, [texts[i] for i in pos],
+                                                               batch_size=batch_size, progress=progress))
+
+
+def _cached_images(tower: ImageTower, paths: list[str], cache_dir: Path, batch_size: int,
+                   progress: bool) -> tuple[np.ndarray, list[str | None]]:
+    cache = FeatureCache(cache_dir / "image", identity=f"{tower.identity}:{tower.preprocess_spec()}:pooled",
+                         description={"kind": "pooled image"})
+    keys: list[str | None] = []
+    errors: list[str | None] = [None] * len(paths)
+    for j, p in enumerate(paths):
+        try:
+            keys.append(file_key(p))
+        except OSError as e:
+            keys.append(None)
+            errors[j] = f"{type(e).__name__}: {e}"
+    todo = [j for j, k in enumerate(keys) if k is not None and k not in cache]
+    todo = list({keys[j]: j for j in reversed(todo)}.values())[::-1]          # one per distinct image
+    feats, errs = encode_images(tower, [paths[j] for j in todo], batch_size=batch_size, progress=progress)
+    good = [n for n, e in enumerate(errs) if e is None]
+    cache.put([keys[todo[n]] for n in good], feats[good])                     # type: ignore[misc]
+    out = np.zeros((len(paths), tower.dim), dtype=np.float32)
+    ready = [j for j, k in enumerate(keys) if k is not None and k in cache]
+    if ready:
+        out[ready] = cache.get([keys[j] for j in ready])                        # type: ignore[misc]
+    failed = {keys[todo[n]]: e for n, e in enumerate(errs) if e is not None}
+    for j, k in enumerate(keys):
+        if k in failed:
+            errors[j] = failed[k]
+    return out, errors
+
+
+def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tower: ImageTower | None, *,
+                  cache_dir: str | Path | None = None, batch_size: int = 32,
+                  progress: bool = True) -> PostFeatures:
+    """Pooled features of each post's text and first image. A tower given as None is skipped (its rows stay
+    empty); with ``cache_dir`` set, features are read from and written to the on-disk cache."""
+    texts = [p.text for p in posts]
+    image_posts = [i for i, p in enumerate(posts) if p.images]
+    paths = [posts[i].images[0] for i in image_posts]
+    text = np.zeros((len(posts), 0), dtype=np.float32)
+    if text_tower is not None:
+        text = (encode_texts(text_tower, texts, batch_size=2 * batch_size, progress=progress) if cache_dir is None
+                else _cached_texts(text_tower, texts, Path(cache_dir), 2 * batch_size, progress))
+    image = np.zeros((len(posts), image_tower.dim if image_tower is not None else 0), dtype=np.float32)
+    has_image = np.zeros(len(posts), dtype=bool)
+    image_errors: dict[str, str] = {}
+    if image_tower is not None:
+        img, errs = (encode_images(image_tower, paths, batch_size=batch_size, progress=progress) if cache_dir is None
+                     else _cached_images(image_tower, paths, Path(cache_dir), batch_size, progress))
+        for j, i in enumerate(image_posts):
+            if errs[j] is None:
+                image[i] = img[j]
+                has_image[i] = True
+            else:
+                image_errors[posts[i].id] = f"{paths[j]}: {errs[j]}"
+    else:
+        has_image[image_posts] = True
+    if image_errors:
+        log.warning("%d image(s) could not be read and are treated as missing (first: %s)",
+                    len(image_errors), next(iter(image_errors.values())))
+    return PostFeatures(text=np.asarray(text, dtype=np.float32), image=image, has_image=has_image,
+                        image_errors=image_errors)

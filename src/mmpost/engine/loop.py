@@ -1,0 +1,120 @@
+"""Explicit train and evaluation loops with early stopping on dev weighted F1.
+
+The loops know nothing of a model's family or of which auxiliary losses are on: they call the TrainStep
+and log whatever components the objective reports (ce, itc, itm, temperature).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from lightning_fabric import Fabric
+from torch import nn
+from tqdm.auto import tqdm
+
+from mmpost.config import TrainConfig
+
+log = logging.getLogger(__name__)
+EVAL_SEED = 1234   # ITM negatives at evaluation time are the same every time
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    stopped_early: bool = False
+
+
+def freeze_modes(step: nn.Module, frozen: list[nn.Module]) -> None:
+    """Frozen towers stay in eval mode while the rest trains (BatchNorm statistics untouched)."""
+    for m in frozen:
+        m.eval()
+
+
+def train_epoch(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, loader, *,
+                frozen: list[nn.Module], grad_clip: float, generator: torch.Generator,
+                desc: str, progress: bool) -> dict[str, float]:
+    step.train()
+    freeze_modes(step, frozen)
+    sums: dict[str, float] = defaultdict(float)
+    n = 0
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress)
+    for batch in bar:
+        batch = batch.to(fabric.device)
+        optimizer.zero_grad(set_to_none=True)
+        _, losses = step(batch, generator)
+        if not torch.isfinite(losses.total):
+            raise FloatingPointError(f"loss became {float(losses.total)} ({losses.as_floats()}); "
+                                     "lower the learning rate or check the data")
+        fabric.backward(losses.total)
+        if grad_clip:
+            fabric.clip_gradients(step, optimizer, max_norm=grad_clip, error_if_nonfinite=False)
+        optimizer.step()
+        k = len(batch)
+        for name, value in losses.as_floats().items():
+            sums[name] += value * k
+        n += k
+        bar.set_postfix(loss=f"{sums['loss'] / max(n, 1):.4f}")
+    return {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
+            progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Class probabilities [N, C] and label ids [N] in loader order; mean losses when ``with_loss``."""
+    step.eval()
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    probs, labels = [], []
+    sums: dict[str, float] = defaultdict(float)
+    n = 0
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+        batch = batch.to(fabric.device)
+        output, losses = step(batch, generator, with_loss=with_loss and bool((batch.labels >= 0).all()))
+        probs.append(output.logits.float().softmax(-1).cpu().numpy())
+        labels.append(batch.labels.cpu().numpy())
+        if losses is not None:
+            for name, value in losses.as_floats().items():
+                sums[name] += value * len(batch)
+            n += len(batch)
+    losses_mean = {k: v / n for k, v in sums.items()} if n else {}
+    return np.concatenate(probs), np.concatenate(labels), losses_mean
+
+
+def fit(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, train_loader, dev_loader, *,
+        cfg: TrainConfig, score: Callable[[np.ndarray, np.ndarray], float], frozen: list[nn.Module],
+        state_of: Callable[[], dict[str, torch.Tensor]],
+        on_epoch: Callable[[dict[str, float]], None] | None = None, progress: bool = True) -> FitResult:
+    """Train up to ``cfg.epochs``; keep the state with the best dev score; stop after ``cfg.patience``
+    epochs without improvement."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    result = FitResult(best_epoch=0, best_score=-math.inf)
+    waited = 0
+    for epoch in range(1, cfg.epochs + 1):
+        row = {"epoch": epoch}
+        row.update(train_epoch(fabric, step, optimizer, train_loader, frozen=frozen, grad_clip=cfg.grad_clip,
+                               generator=generator, desc=f"epoch {epoch}/{cfg.epochs}", progress=progress))
+        probs, labels, dev_losses = predict(fabric, step, dev_loader, with_loss=True)
+        dev_score = score(labels, probs.argmax(1))
+        row.update({f"dev_{k}": v for k, v in dev_losses.items()})
+        row["dev_weighted_f1"] = dev_score
+        result.history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if dev_score > result.best_score + 1e-6:
+            result.best_score, result.best_epoch, waited = dev_score, epoch, 0
+            result.best_state = {k: v.detach().clone() for k, v in state_of().items()}
+        else:
+            waited += 1
+            if waited >= cfg.patience:
+                result.stopped_early = True
+                log.info("early stop after epoch %d: dev weighted F1 has not improved for %d epochs",
+                         epoch, cfg.patience)
+                break
+    return result

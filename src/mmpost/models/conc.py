@@ -1,0 +1,56 @@
+"""Ber-ViT-Conc: pooled text ⊕ pooled image → MLP → classes (dual-stream, late fusion).
+
+The fused vector is ``ReLU(W [LN(t); LN(v)])`` with dropout; ITC contrasts linear projections of the pooled
+unimodal vectors; ITM scores the fused vector of (text of post a, image of post b) with a 2-way head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmpost.data.batch import Batch
+from mmpost.encoders.base import ImageTower, TextTower
+from mmpost.models.base import MultimodalModel
+from mmpost.models.output import ItmPairs, ModelOutput
+from mmpost.registry import register
+
+
+@register("model", "conc")
+class BerViTConc(MultimodalModel):
+    @dataclass
+    class Config:
+        hidden: int = 512        # fused vector size
+        proj_dim: int = 512      # ITC projection size
+        dropout: float = 0.05
+
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+                 config: "BerViTConc.Config | None" = None) -> None:
+        super().__init__(text_tower, image_tower)
+        cfg = config or self.Config()
+        self.config = cfg
+        dt, dv = text_tower.dim, image_tower.dim
+        self.text_norm = nn.LayerNorm(dt)
+        self.image_norm = nn.LayerNorm(dv)
+        self.fusion = nn.Sequential(nn.Linear(dt + dv, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.classifier = nn.Linear(cfg.hidden, num_classes)
+        self.text_proj = nn.Linear(dt, cfg.proj_dim)
+        self.image_proj = nn.Linear(dv, cfg.proj_dim)
+        self.itm_head = nn.Linear(cfg.hidden, 2)
+
+    def fuse(self, t: Tensor, v: Tensor) -> Tensor:
+        """t [B, Dt], v [B, Dv] pooled → fused [B, hidden]."""
+        return self.fusion(torch.cat([self.text_norm(t), self.image_norm(v)], dim=-1))
+
+    def forward(self, batch: Batch, itm_pairs: ItmPairs | None = None) -> ModelOutput:
+        t = self.pooled_text(batch)
+        v = self.pooled_image(batch)
+        fused = self.fuse(t, v)
+        out = ModelOutput(logits=self.classifier(fused), text_embeds=self.text_proj(t),
+                          image_embeds=self.image_proj(v), fused=fused, has_image=batch.has_image)
+        if itm_pairs is not None:
+            pair_fused = self.fuse(t[itm_pairs.text_index], v[itm_pairs.image_index])
+            out.itm_logits = self.itm_head(pair_fused)
+            out.itm_labels = itm_pairs.labels
+        return out

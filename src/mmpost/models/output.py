@@ -1,0 +1,38 @@
+"""The one typed output every model family returns; objectives read what they need from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+@dataclass
+class ModelOutput:
+    """Shapes: B posts in the batch, C classes, P ITM pairs, E projection dim, H fused dim.
+
+    logits        [B, C]  class scores for the post's task
+    text_embeds   [B, E]  projected text vector (not normalised; ITC normalises)
+    image_embeds  [B, E]  projected image vector
+    fused         [B, H]  the fused representation the classifier reads
+    has_image     [B]     bool; False where the image is missing or masked
+    itm_logits    [P, 2]  match / no-match scores for the requested pairs (only when asked)
+    itm_labels    [P]     1 = the pair comes from one post, 0 = a made-up negative (only when asked)
+    """
+
+    logits: Tensor
+    text_embeds: Tensor
+    image_embeds: Tensor
+    fused: Tensor
+    has_image: Tensor
+    itm_logits: Tensor | None = None
+    itm_labels: Tensor | None = None
+
+
+@dataclass
+class ItmPairs:
+    """Image-text pairs for ITM: pair p joins the text of post ``text_index[p]`` with the image of post
+    ``image_index[p]``; ``labels[p]`` is 1 when both come from the same post."""
+
+    text_index: Tensor
+    image_index: Tensor
+    labels: Tensor

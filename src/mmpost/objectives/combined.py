@@ -1,0 +1,83 @@
+"""The training objective: CE plus optional ITC and ITM, weighted additively or convexly.
+
+additive: λ_ce·CE + λ_itc·ITC + λ_itm·ITM
+convex:   (1 − β_itc − β_itm)·CE + β_itc·ITC + β_itm·ITM    (the seed code's form, β = 0.1 each)
+Every component and the ITC temperature are reported so the engine can log them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmpost.data.batch import Batch
+from mmpost.models.output import ModelOutput
+from mmpost.objectives.ce import CELoss
+from mmpost.objectives.itc import ITCLoss
+from mmpost.objectives.itm import ITMLoss
+
+WEIGHTINGS = ("additive", "convex")
+
+
+@dataclass
+class LossBreakdown:
+    total: Tensor
+    parts: dict[str, Tensor]        # unweighted components: ce, itc, itm
+    temperature: float | None = None
+
+    def as_floats(self) -> dict[str, float]:
+        out = {"loss": float(self.total.detach())}
+        out.update({k: float(v.detach()) for k, v in self.parts.items()})
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        return out
+
+
+def combine(parts: dict[str, Tensor], weighting: str, weights: dict[str, float]) -> Tensor:
+    """parts: {"ce": .., "itc": .., "itm": ..} (absent = off). weights: lambda_* (additive) or beta_* (convex)."""
+    if weighting == "additive":
+        return sum(weights.get(f"lambda_{k}", 1.0) * v for k, v in parts.items())
+    if weighting == "convex":
+        aux = {k: weights.get(f"beta_{k}", 0.1) for k in parts if k != "ce"}
+        if sum(aux.values()) >= 1.0:
+            raise ValueError(f"convex weighting needs β_itc + β_itm < 1, got {aux}")
+        return (1.0 - sum(aux.values())) * parts["ce"] + sum(aux[k] * parts[k] for k in aux)
+    raise ValueError(f"unknown weighting {weighting!r}; choose from {', '.join(WEIGHTINGS)}")
+
+
+class Objective(nn.Module):
+    def __init__(self, *, itc: bool = False, itm: bool = False, weighting: str = "additive",
+                 weights: dict[str, float] | None = None, class_weights: Tensor | None = None,
+                 temperature: float = 0.07, mask_duplicates: bool = True, itm_negatives: str = "random") -> None:
+        super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}; choose from {', '.join(WEIGHTINGS)}")
+        self.weighting = weighting
+        self.weights = dict(weights or {})
+        self.ce = CELoss(class_weights)
+        self.itc = ITCLoss(temperature, mask_duplicates) if itc else None
+        self.itm = ITMLoss(itm_negatives) if itm else None
+
+    def model_kwargs(self, batch: Batch, generator: torch.Generator | None = None) -> dict:
+        """What the model must compute for this objective (ITM pairs when ITM is on)."""
+        if self.itm is None:
+            return {}
+        return {"itm_pairs": self.itm.make_pairs(batch.has_image, batch.text_ids, generator)}
+
+    def forward(self, output: ModelOutput, batch: Batch) -> LossBreakdown:
+        labelled = batch.labels >= 0
+        parts = {"ce": self.ce(_select(output, labelled), batch.labels[labelled])}
+        if self.itc is not None:
+            parts["itc"] = self.itc(output, batch.text_ids, batch.image_ids)
+        if self.itm is not None:
+            parts["itm"] = self.itm(output)
+        total = combine(parts, self.weighting, self.weights)
+        return LossBreakdown(total, parts, self.itc.temperature if self.itc is not None else None)
+
+
+def _select(output: ModelOutput, rows: Tensor) -> ModelOutput:
+    if bool(rows.all()):
+        return output
+    return ModelOutput(output.logits[rows], output.text_embeds[rows], output.image_embeds[rows],
+                       output.fused[rows], output.has_image[rows])
