@@ -140,6 +140,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"config file not found: {p}")
+        if p.suffix.lower() not in (".yaml", ".yml"):
+            raise ConfigError(f"{p} is not a YAML recipe (.yaml/.yml); data files go in data.path")
         parts.append(OmegaConf.load(p))
     if overrides:
         bad = [o for o in overrides if "=" not in o]

@@ -15,7 +15,7 @@ class MultimodalModel(nn.Module):
         self.text_tower = text_tower
         self.image_tower = image_tower
         # a post without an image is represented by this learned vector, so it can still be predicted
-        self.no_image = nn.Parameter(torch.zeros(image_tower.dim))
+        self.no_image = nn.Parameter(0.02 * torch.randn(image_tower.dim))
 
     def pooled_text(self, batch: Batch) -> Tensor:
         if batch.text_features is not None:

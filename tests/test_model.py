@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import torch
+
+from mmpost.data.batch import Batch
+from mmpost.models.conc import BerViTConc
+from mmpost.models.output import ItmPairs
+from tests.conftest import TinyImageTower, TinyTextTower
+
+
+def _batch(b=4, has_image=None, features=True):
+    hi = torch.tensor(has_image if has_image is not None else [True] * b)
+    batch = Batch(index=torch.arange(b), labels=torch.zeros(b, dtype=torch.long), has_image=hi,
+                  text_ids=torch.arange(b), image_ids=torch.arange(b))
+    if features:
+        batch.text_features, batch.image_features = torch.randn(b, 16), torch.randn(b, 8)
+    return batch
+
+
+def test_conc_output_shapes_and_itm():
+    model = BerViTConc(TinyTextTower(), TinyImageTower(), num_classes=3, config=BerViTConc.Config(hidden=12, proj_dim=6))
+    pairs = ItmPairs(torch.tensor([1, 0, 2]), torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]))
+    out = model(_batch(), itm_pairs=pairs)
+    assert out.logits.shape == (4, 3) and out.fused.shape == (4, 12)
+    assert out.text_embeds.shape == (4, 6) and out.image_embeds.shape == (4, 6)
+    assert out.itm_logits.shape == (3, 2) and out.itm_labels.tolist() == [0, 0, 1]
+    assert model(_batch()).itm_logits is None
+
+
+def test_post_without_image_uses_the_learned_no_image_vector():
+    model = BerViTConc(TinyTextTower(), TinyImageTower(), num_classes=2).eval()
+    batch = _batch(has_image=[True, False, True, False])
+    out1 = model(batch)
+    batch.image_features[1] += 1000.0        # whatever the masked rows hold, they are not read
+    out2 = model(batch)
+    assert torch.allclose(out1.logits, out2.logits)
+    with torch.no_grad():
+        model.no_image.add_(torch.randn_like(model.no_image))
+    out3 = model(batch)
+    assert not torch.allclose(out1.logits[1], out3.logits[1]) and torch.allclose(out1.logits[0], out3.logits[0])
+
+
+def test_raw_inputs_go_through_the_towers():
+    text, image = TinyTextTower(), TinyImageTower()
+    model = BerViTConc(text, image, num_classes=2)
+    batch = _batch(features=False)
+    batch.text_inputs = text.tokenize(["a b", "c", "d e f", "g"])
+    batch.pixels = torch.randn(4, 3, 32, 32)
+    out = model(batch)
+    out.logits.sum().backward()
+    assert text.emb.weight.grad is not None and image.conv.weight.grad is not None

@@ -1,0 +1,96 @@
+"""The whole supervised path with tiny random towers: import → validate → features/cache → train → report → load."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import mmpost
+from mmpost.apps.train import train
+from mmpost.cli import app
+from mmpost.config import load_config
+from mmpost.data.validate import DataValidationError
+from tests.conftest import tiny_overrides, write_toy_csv
+
+KEYS = {"weighted_f1", "macro_f1", "accuracy", "mcc", "n"}
+
+
+def test_train_writes_a_complete_run_folder(tmp_path, toy_csv):
+    cfg = load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=r1", "objectives.itc=true",
+                                                                   "objectives.itm=true"])
+    result = train(cfg)
+    run = result.run_dir
+    for f in ("model.safetensors", "config.yaml", "labels.json", "metrics.json", "report.md", "log.csv"):
+        assert (run / f).exists(), f
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"dev", "test"}
+    for split in metrics.values():
+        assert set(split) == {"mood"}
+        assert set(split["mood"]) == KEYS
+        assert all(0.0 <= split["mood"][k] <= 1.0 for k in ("weighted_f1", "macro_f1", "accuracy"))
+    log = (run / "log.csv").read_text().splitlines()
+    for column in ("train_ce", "train_itc", "train_itm", "train_temperature", "dev_weighted_f1"):
+        assert column in log[0]
+    assert len(log) == 1 + len(result.history)
+    report = (run / "report.md").read_text()
+    assert "precision" in report and "majority" in report
+    probs = mmpost.load(run).predict([mmpost.Post(id="x", text="a post about thing 1"),
+                                      mmpost.Post(id="y", text="hello", images=[str(tmp_path / "imgs" / "p0.png")])])
+    assert len(probs) == 2 and set(probs[0]) == {"red", "blue", "green"}
+    assert sum(probs[1].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_same_seed_same_metrics(tmp_path, toy_csv):
+    a = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=a", "objectives.itm=true"]))
+    b = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=b", "objectives.itm=true"]))
+    assert a.metrics == b.metrics
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+def test_frozen_towers_learn_from_cached_features(tmp_path, toy_csv):
+    over = tiny_overrides(tmp_path, toy_csv) + ["text_encoder.trainable=false", "train.epochs=30",
+                                                "train.patience=30", "name=frozen"]
+    result = train(load_config(None, over))
+    assert any((tmp_path / "cache").rglob("shard-*.npy"))
+    assert result.metrics["test"]["mood"]["weighted_f1"] > result.baseline["weighted_f1"]
+
+
+def test_bad_rows_stop_with_one_report_or_are_skipped(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    extra = ["bad1,text with a corrupt image,broken.png,red", "bad2,text with a missing image,gone.png,blue",
+             "bad3,,p1.png,green"]
+    csv_path = write_toy_csv(tmp_path, extra_rows=extra)
+    with pytest.raises(DataValidationError) as err:
+        train(load_config(None, tiny_overrides(tmp_path, csv_path) + ["name=stop"]))
+    report = str(err.value)
+    for needle in ("posts.csv:61", "bad_image", "posts.csv:62", "missing_image", "posts.csv:63", "empty_text"):
+        assert needle in report
+    result = train(load_config(None, tiny_overrides(tmp_path, csv_path) + ["name=skip", "data.policy=skip"]))
+    notes = (result.run_dir / "report.md").read_text()
+    assert "skipped 3" in notes
+
+
+def test_cli_train_and_evaluate(tmp_path, toy_csv):
+    runner = CliRunner()
+    over = tiny_overrides(tmp_path, toy_csv) + ["name=cli"]
+    cfg_file = tmp_path / "recipe.yaml"
+    cfg_file.write_text("train:\n  epochs: 2\n")
+    res = runner.invoke(app, ["train", str(cfg_file), *over])
+    assert res.exit_code == 0, res.output
+    assert "weighted F1" in res.output
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "runs" / "cli"), "--data", toy_csv])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "runs" / "cli" / "evaluations" / "posts" / "metrics.json").read_text())
+    assert m["all"]["mood"]["n"] == 60
+
+
+def test_cli_explains_bad_overrides(tmp_path, toy_csv):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: mood\n")
+    res = CliRunner().invoke(app, ["train", str(recipe), "train.epochs=notanumber"])
+    assert res.exit_code == 2
+    assert "epochs" in res.output and "notanumber" in res.output
+    res = CliRunner().invoke(app, ["train", toy_csv])
+    assert res.exit_code == 2 and "not a YAML recipe" in res.output
