@@ -102,6 +102,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     eval_batch_size: int = 128
+    threads: int | None = None             # torch threads while training; default: 1 when every tower is frozen
 
 
 @dataclass

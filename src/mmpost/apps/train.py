@@ -20,7 +20,7 @@ from mmpost.data.dataset import PostDataset, label_ids, unwrap
 from mmpost.encoders.features import post_features
 from mmpost.engine.checkpoint import save_weights
 from mmpost.engine.loop import fit, predict
-from mmpost.engine.setup import make_fabric, seed_everything
+from mmpost.engine.setup import make_fabric, seed_everything, torch_threads
 from mmpost.engine.step import TrainStep
 from mmpost.evaluation.metrics import (classification_metrics, confusion, majority_baseline, per_class,
                                        weighted_f1)
@@ -118,10 +118,12 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
                             seed=t.seed, workers=t.num_workers) for name, ds in datasets.items()}
     frozen = [tw for tw, enc in ((text_tower, cfg.text_encoder), (image_tower, cfg.image_encoder)) if not enc.trainable]
     logged: list[dict[str, float]] = []
-    result = fit(fabric, fstep, optimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1, frozen=frozen,
-                 state_of=lambda: saved_state(model, cfg),
-                 on_epoch=lambda row: write_log(run_dir / "log.csv", [*logged, row]) or logged.append(row),
-                 progress=cfg.progress)
+    threads = t.threads or (1 if len(frozen) == 2 else None)
+    with torch_threads(threads):
+        result = fit(fabric, fstep, optimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1, frozen=frozen,
+                     state_of=lambda: saved_state(model, cfg),
+                     on_epoch=lambda row: write_log(run_dir / "log.csv", [*logged, row]) or logged.append(row),
+                     progress=cfg.progress)
     model.load_state_dict(result.best_state or saved_state(model, cfg), strict=False)
     save_weights(run_dir / WEIGHTS, saved_state(model, cfg), metadata={"task": cfg.task, "model": cfg.model.name})
     atomic_write_json(run_dir / "labels.json", {"task": data.task, "labels": data.labels})

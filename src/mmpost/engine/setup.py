@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from lightning_fabric import Fabric
 
@@ -25,3 +26,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run a block with ``n`` intra-op threads (None: leave as is). Training a head on cached features is
+    a stream of tiny ops: one thread avoids OpenMP barrier stalls, which are severe when cores are shared."""
+    import torch
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,51 @@
+"""The HF loading path, offline: a tiny random BERT and its tokenizer saved to a temporary folder."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmpost.apps.build import build_tower
+from mmpost.config import EncoderConfig
+
+
+@pytest.fixture
+def tiny_bert(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat", "dog", "sat", "on", "the", "mat", "##s"]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "bert")
+    cfg = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32)
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(tmp_path / "bert")
+    return str(tmp_path / "bert")
+
+
+def test_any_local_hf_text_model_loads_and_pools(tiny_bert):
+    for pooling in ("cls", "mean"):
+        tower = build_tower(EncoderConfig(name="hf-text", path=tiny_bert, pooling=pooling, max_length=8))
+        assert tower.dim == 16 and tower.identity.startswith("hf-text:bert-")
+        inputs = tower.tokenize(["the cat sat on the mat", "a dog"])
+        out = tower(inputs)
+        assert out.tokens.shape[0] == 2 and out.pooled.shape == (2, 16)
+        assert out.mask[1].sum() < out.mask[0].sum()
+        if pooling == "cls":
+            assert torch.allclose(out.pooled, out.tokens[:, 0])
+        else:
+            m = out.mask[1]
+            assert torch.allclose(out.pooled[1], out.tokens[1][m].mean(0), atol=1e-6)
+    assert tower.token_lengths(["the cat", "the cat sat on the mat mat mat mat"]) == [4, 8]
+
+
+def test_frozen_or_trainable_by_config(tiny_bert):
+    frozen = build_tower(EncoderConfig(name="hf-text", path=tiny_bert, trainable=False))
+    tuned = build_tower(EncoderConfig(name="hf-text", path=tiny_bert, trainable=True))
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in tuned.parameters())
+
+
+def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not a local folder"):
+        build_tower(EncoderConfig(name="hf-text", path="no-such-org/no-such-model"))
