@@ -18,7 +18,8 @@ def _batch(b=4, has_image=None, features=True):
 
 
 def test_conc_output_shapes_and_itm():
-    model = BerViTConc(TinyTextTower(), TinyImageTower(), num_classes=3, config=BerViTConc.Config(hidden=12, proj_dim=6))
+    cfg = BerViTConc.Config(hidden=12, proj_dim=6)
+    model = BerViTConc(TinyTextTower(), TinyImageTower(), num_classes=3, config=cfg)
     pairs = ItmPairs(torch.tensor([1, 0, 2]), torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]))
     out = model(_batch(), itm_pairs=pairs)
     assert out.logits.shape == (4, 3) and out.fused.shape == (4, 12)

@@ -94,3 +94,34 @@ def test_cli_explains_bad_overrides(tmp_path, toy_csv):
     assert "epochs" in res.output and "notanumber" in res.output
     res = CliRunner().invoke(app, ["train", toy_csv])
     assert res.exit_code == 2 and "not a YAML recipe" in res.output
+
+
+def test_unseen_layout_multi_image_posts_with_ids_mapped_through_a_pattern(tmp_path):
+    """A layout mmpost has never seen: images given as ids ("3|17"), mapped to files by a pattern."""
+    from PIL import Image
+
+    from tests.conftest import COLOURS
+    folder = tmp_path / "media"
+    folder.mkdir()
+    names = list(COLOURS)
+    rows = ["uid\tcaption\tmedia_ids\tcolour"]
+    for i in range(45):
+        c = names[i % 3]
+        for k in (2 * i, 2 * i + 1):
+            Image.new("RGB", (24, 24), COLOURS[c]).save(folder / f"IMG_{k:04d}.jpg")
+        rows.append(f"u{i}\tsome words {i % 5}\t{2 * i}|{2 * i + 1}\t{c}")
+    tsv = tmp_path / "export.tsv"
+    tsv.write_text("\n".join(rows) + "\n")
+    over = [
+        "task=colour", "data.source=manifest", f"data.path={tsv}", "data.columns.id=uid",
+        "data.columns.text=caption", "data.columns.image=media_ids", "data.columns.image_sep='|'",
+        "data.columns.image_pattern=IMG_{:0>4}.jpg", f"data.columns.image_root={folder}",
+        "data.columns.labels.colour=colour", "data.split_fractions=[0.6,0.2,0.2]",
+        "text_encoder.name=tiny-text", "image_encoder.name=tiny-image", "text_encoder.trainable=false",
+        "train.epochs=40", "train.patience=40", "train.lr=1e-2", "model.hidden=16", "model.proj_dim=8",
+        f"out_dir={tmp_path}/runs", f"cache_dir={tmp_path}/cache", "progress=false", "name=unseen",
+    ]
+    result = train(load_config(None, over))
+    posts_imgs = json.loads((result.run_dir / "labels.json").read_text())
+    assert posts_imgs["labels"] == ["blue", "green", "red"]
+    assert result.metrics["test"]["colour"]["weighted_f1"] > result.baseline["weighted_f1"]

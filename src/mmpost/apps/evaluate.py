@@ -28,7 +28,8 @@ def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] 
         dcfg = replace(dcfg, source="manifest", path=str(p.resolve()) if p.exists() else data, limit=None)
     prepared = prepare(dcfg, predictor.task, labels=predictor.labels, progress=progress, require_splits=False)
     if data is not None:
-        posts, split, out = [p for s in prepared.splits.values() for p in s], "all", run_dir / "evaluations" / Path(data).stem
+        posts = [p for s in prepared.splits.values() for p in s]
+        split, out = "all", run_dir / "evaluations" / Path(data).stem
     else:
         posts, split, out = prepared.splits["test"], "test", run_dir / "evaluations" / "test"
     if not posts:

@@ -36,7 +36,8 @@ def column_mapping(cfg: DataConfig) -> ColumnMapping:
 def synthetic_dir(cfg: DataConfig) -> Path:
     from mmpost.data.synthetic import SPEC_VERSION
     s = cfg.synthetic
-    return default_cache_dir() / "synthetic" / f"v{SPEC_VERSION}-n{s.n}-px{s.size}-seed{s.seed}-w{int(s.words_in_image)}"
+    name = f"v{SPEC_VERSION}-n{s.n}-px{s.size}-seed{s.seed}-w{int(s.words_in_image)}"
+    return default_cache_dir() / "synthetic" / name
 
 
 def load_posts(cfg: DataConfig, path: str | None = None) -> list[Post]:

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
@@ -22,8 +21,7 @@ from mmpost.engine.checkpoint import save_weights
 from mmpost.engine.loop import fit, predict
 from mmpost.engine.setup import make_fabric, seed_everything, torch_threads
 from mmpost.engine.step import TrainStep
-from mmpost.evaluation.metrics import (classification_metrics, confusion, majority_baseline, per_class,
-                                       weighted_f1)
+from mmpost.evaluation.metrics import classification_metrics, confusion, majority_baseline, per_class, weighted_f1
 from mmpost.evaluation.report import write_metrics, write_report
 
 log = logging.getLogger(__name__)
@@ -120,7 +118,8 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
     logged: list[dict[str, float]] = []
     threads = t.threads or (1 if len(frozen) == 2 else None)
     with torch_threads(threads):
-        result = fit(fabric, fstep, optimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1, frozen=frozen,
+        result = fit(fabric, fstep, optimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1,
+                     frozen=frozen,
                      state_of=lambda: saved_state(model, cfg),
                      on_epoch=lambda row: write_log(run_dir / "log.csv", [*logged, row]) or logged.append(row),
                      progress=cfg.progress)

@@ -1,6 +1,7 @@
 """Posts as a map-style dataset that hands out whole :class:`Batch` objects.
 
-Each modality comes either precomputed (features from a frozen tower, usually from the cache) or raw (texts
+A post with several images: precomputed features average its readable images; a fine-tuned image tower
+reads the first one. Each modality comes either precomputed (features from a frozen tower, usually from the cache) or raw (texts
 tokenized per batch, images decoded per batch for a tower being fine-tuned). A raw image that fails to
 decode is masked for that batch and counted, never a crash mid-epoch.
 """

@@ -110,11 +110,12 @@ def _cached_images(tower: ImageTower, paths: list[str], cache_dir: Path, batch_s
 def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tower: ImageTower | None, *,
                   cache_dir: str | Path | None = None, batch_size: int = 32,
                   progress: bool = True) -> PostFeatures:
-    """Pooled features of each post's text and first image. A tower given as None is skipped (its rows stay
-    empty); with ``cache_dir`` set, features are read from and written to the on-disk cache."""
+    """Pooled features of each post's text and images. A post with several images gets the mean of its readable
+    images' vectors. A tower given as None is skipped (its rows stay empty); with ``cache_dir`` set, features
+    are read from and written to the on-disk cache."""
     texts = [p.text for p in posts]
-    image_posts = [i for i, p in enumerate(posts) if p.images]
-    paths = [posts[i].images[0] for i in image_posts]
+    owners = [i for i, p in enumerate(posts) for _ in p.images]       # the post of each (post, image) pair
+    paths = [path for p in posts for path in p.images]
     text = np.zeros((len(posts), 0), dtype=np.float32)
     if text_tower is not None:
         text = (encode_texts(text_tower, texts, batch_size=2 * batch_size, progress=progress) if cache_dir is None
@@ -125,16 +126,19 @@ def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tow
     if image_tower is not None:
         img, errs = (encode_images(image_tower, paths, batch_size=batch_size, progress=progress) if cache_dir is None
                      else _cached_images(image_tower, paths, Path(cache_dir), batch_size, progress))
-        for j, i in enumerate(image_posts):
+        counts = np.zeros(len(posts), dtype=np.float32)
+        for j, i in enumerate(owners):
             if errs[j] is None:
-                image[i] = img[j]
-                has_image[i] = True
+                image[i] += img[j]
+                counts[i] += 1
             else:
-                image_errors[posts[i].id] = f"{paths[j]}: {errs[j]}"
+                image_errors.setdefault(posts[i].id, f"{paths[j]}: {errs[j]}")
+        has_image = counts > 0
+        image[has_image] /= counts[has_image, None]
     else:
-        has_image[image_posts] = True
+        has_image[owners] = True
     if image_errors:
-        log.warning("%d image(s) could not be read and are treated as missing (first: %s)",
-                    len(image_errors), next(iter(image_errors.values())))
+        log.warning("%d post(s) have an image that could not be read; a post with no readable image is treated "
+                    "as image-less (first: %s)", len(image_errors), next(iter(image_errors.values())))
     return PostFeatures(text=np.asarray(text, dtype=np.float32), image=image, has_image=has_image,
                         image_errors=image_errors)

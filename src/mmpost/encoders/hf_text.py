@@ -5,7 +5,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from mmpost.encoders.base import TextTower, TowerOutput

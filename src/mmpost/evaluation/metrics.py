@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, f1_score, matthews_corrcoef,
-                             precision_recall_fscore_support)
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_recall_fscore_support
 
 from mmpost.registry import register
 
