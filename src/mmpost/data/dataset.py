@@ -1,9 +1,9 @@
 """Posts as a map-style dataset that hands out whole :class:`Batch` objects.
 
-A post with several images: precomputed features average its readable images; a fine-tuned image tower
-reads the first one. Each modality comes either precomputed (features from a frozen tower, usually from the cache) or raw (texts
-tokenized per batch, images decoded per batch for a tower being fine-tuned). A raw image that fails to
-decode is masked for that batch and counted, never a crash mid-epoch.
+Each modality comes either precomputed (features from a frozen tower, usually from the cache) or raw (texts
+tokenized per batch, images decoded per batch for a tower being fine-tuned). A post with several images:
+precomputed features average its readable images; a fine-tuned image tower reads the first one. A raw image
+that fails to decode is masked for that batch and counted, never a crash mid-epoch.
 """
 from __future__ import annotations
 
