@@ -1,7 +1,9 @@
 """Ber-ViT-Conc: pooled text ⊕ pooled image → MLP → classes (dual-stream, late fusion).
 
-The fused vector is ``ReLU(W [LN(t); LN(v)])`` with dropout; ITC contrasts linear projections of the pooled
-unimodal vectors; ITM scores the fused vector of (text of post a, image of post b) with a 2-way head.
+Each pooled vector is layer-normed and projected (``text_embeds = P_t·LN(t)``, ``image_embeds = P_v·LN(v)``);
+the fused vector is ``dropout(ReLU(W [text_embeds; image_embeds]))``. ITC contrasts the same projected vectors
+the fusion reads, so it shapes the classifier's input even when both towers are frozen. ITM scores the fused
+vector of (text of post a, image of post b) with a 2-way head.
 """
 from __future__ import annotations
 
@@ -33,22 +35,22 @@ class BerViTConc(MultimodalModel):
         dt, dv = text_tower.dim, image_tower.dim
         self.text_norm = nn.LayerNorm(dt)
         self.image_norm = nn.LayerNorm(dv)
-        self.fusion = nn.Sequential(nn.Linear(dt + dv, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
-        self.classifier = nn.Linear(cfg.hidden, num_classes)
         self.text_proj = nn.Linear(dt, cfg.proj_dim)
         self.image_proj = nn.Linear(dv, cfg.proj_dim)
+        self.fusion = nn.Sequential(nn.Linear(2 * cfg.proj_dim, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.classifier = nn.Linear(cfg.hidden, num_classes)
         self.itm_head = nn.Linear(cfg.hidden, 2)
 
-    def fuse(self, t: Tensor, v: Tensor) -> Tensor:
-        """t [B, Dt], v [B, Dv] pooled → fused [B, hidden]."""
-        return self.fusion(torch.cat([self.text_norm(t), self.image_norm(v)], dim=-1))
+    def fuse(self, text_embeds: Tensor, image_embeds: Tensor) -> Tensor:
+        """text_embeds, image_embeds [B, proj_dim] → fused [B, hidden]."""
+        return self.fusion(torch.cat([text_embeds, image_embeds], dim=-1))
 
     def forward(self, batch: Batch, itm_pairs: ItmPairs | None = None) -> ModelOutput:
-        t = self.pooled_text(batch)
-        v = self.pooled_image(batch)
+        t = self.text_proj(self.text_norm(self.pooled_text(batch)))
+        v = self.image_proj(self.image_norm(self.pooled_image(batch)))
         fused = self.fuse(t, v)
-        out = ModelOutput(logits=self.classifier(fused), text_embeds=self.text_proj(t),
-                          image_embeds=self.image_proj(v), fused=fused, has_image=batch.has_image)
+        out = ModelOutput(logits=self.classifier(fused), text_embeds=t, image_embeds=v, fused=fused,
+                          has_image=batch.has_image)
         if itm_pairs is not None:
             pair_fused = self.fuse(t[itm_pairs.text_index], v[itm_pairs.image_index])
             out.itm_logits = self.itm_head(pair_fused)
