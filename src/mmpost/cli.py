@@ -38,10 +38,10 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
     from rich.table import Table
     t = Table(title=title)
     for i, h in enumerate(headers):
-        t.add_column(h, justify="left" if i < 2 else "right")
+        t.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
     for r in rows:
         t.add_row(*r)
-    Console().print(t)
+    Console(width=max(100, Console().width)).print(t)
 
 
 @app.command()
