@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
+from mmpost.progress import bar as progress_bar
+
 from .images import check_image
 from .post import Post
 
@@ -145,14 +147,7 @@ def _check_paths(paths: list[str], guards: dict, workers: int, progress: bool) -
     results: dict[str, str | None] = {}
     if not paths:
         return results
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(paths), desc="checking images", unit="img")
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            bar = None
+    bar = progress_bar(total=len(paths), desc="checking images", unit="img") if progress else None
     try:
         if workers <= 1 or len(paths) < 8:
             for p in paths:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mmpost.data.post import Post
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.encoders.cache import FeatureCache, content_key, file_key
+from mmpost.progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def encode_texts(tower: TextTower, texts: Sequence[str], *, batch_size: int = 64
     tower.eval()
     order = np.argsort(tower.token_lengths(list(texts)), kind="stable")
     out = np.zeros((len(texts), tower.dim), dtype=np.float32)
-    for start in tqdm(range(0, len(order), batch_size), desc="text features", unit="batch",
-                      disable=not progress or len(order) <= batch_size, leave=False):
+    for start in bar(range(0, len(order), batch_size), desc="text features", unit="batch",
+                     enabled=progress and len(order) > batch_size):
         idx = order[start:start + batch_size]
         inputs = tower.tokenize([texts[i] for i in idx])
         out[idx] = tower(inputs).pooled.float().numpy()
@@ -58,8 +58,8 @@ def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 
     out = np.zeros((len(paths), tower.dim), dtype=np.float32)
     errors: list[str | None] = [None] * len(paths)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in tqdm(range(0, len(paths), batch_size), desc="image features", unit="batch",
-                          disable=not progress or len(paths) <= batch_size, leave=False):
+        for start in bar(range(0, len(paths), batch_size), desc="image features", unit="batch",
+                         enabled=progress and len(paths) > batch_size):
             chunk = list(range(start, min(start + batch_size, len(paths))))
             loaded = list(pool.map(lambda i: _load(tower, paths[i]), chunk))
             ok = [i for i, (arr, _) in zip(chunk, loaded) if arr is not None]

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from lightning_fabric import Fabric
 from torch import nn
-from tqdm.auto import tqdm
 
 from mmpost.config import TrainConfig
+from mmpost.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 1234   # ITM negatives at evaluation time are the same every time
@@ -45,7 +45,7 @@ def train_epoch(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimize
     freeze_modes(step, frozen)
     sums: dict[str, float] = defaultdict(float)
     n = 0
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress)
+    bar = progress_bar(loader, enabled=progress, desc=desc, unit="batch")
     for batch in bar:
         batch = batch.to(fabric.device)
         optimizer.zero_grad(set_to_none=True)
@@ -74,7 +74,7 @@ def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
     probs, labels = [], []
     sums: dict[str, float] = defaultdict(float)
     n = 0
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+    for batch in progress_bar(loader, enabled=progress, desc=desc, unit="batch"):
         batch = batch.to(fabric.device)
         output, losses = step(batch, generator, with_loss=with_loss and bool((batch.labels >= 0).all()))
         probs.append(output.logits.float().softmax(-1).cpu().numpy())
