@@ -26,6 +26,8 @@ def _setup(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("lightning_fabric", "lightning.fabric", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
 
 
 def _fail(e: Exception) -> None:
