@@ -25,16 +25,20 @@ def test_train_writes_a_complete_run_folder(tmp_path, toy_csv):
         assert (run / f).exists(), f
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"dev", "test"}
-    for split in metrics.values():
+    for name, split in metrics.items():
         assert set(split) == {"mood"}
-        assert set(split["mood"]) == KEYS
+        assert set(split["mood"]) == (KEYS | {"weighted_f1_ci95"} if name == "test" else KEYS)
         assert all(0.0 <= split["mood"][k] <= 1.0 for k in ("weighted_f1", "macro_f1", "accuracy"))
     log = (run / "log.csv").read_text().splitlines()
     for column in ("train_ce", "train_itc", "train_itm", "train_temperature", "dev_weighted_f1"):
         assert column in log[0]
     assert len(log) == 1 + len(result.history)
+    lo, hi = metrics["test"]["mood"]["weighted_f1_ci95"]
+    assert 0.0 <= lo <= metrics["test"]["mood"]["weighted_f1"] <= hi <= 1.0
     report = (run / "report.md").read_text()
-    assert "precision" in report and "majority" in report
+    assert "precision" in report and "majority" in report and "95% CI" in report
+    assert "chosen on dev" in report and "confusion_test.png" in report
+    assert (run / "confusion_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     probs = mmpost.load(run).predict([mmpost.Post(id="x", text="a post about thing 1"),
                                       mmpost.Post(id="y", text="hello", images=[str(tmp_path / "imgs" / "p0.png")])])
     assert len(probs) == 2 and set(probs[0]) == {"red", "blue", "green"}

@@ -9,7 +9,9 @@ from mmpost.apps.prepare import prepare
 from mmpost.config import load_config
 from mmpost.data.dataset import label_ids
 from mmpost.evaluation.metrics import classification_metrics, confusion, per_class
+from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.report import write_metrics, write_report
+from mmpost.evaluation.uncertainty import weighted_f1_ci
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] | None = None,
@@ -39,10 +41,13 @@ def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] 
     pred = probs.argmax(1)
     k = len(predictor.labels)
     metrics = {split: {predictor.task: classification_metrics(y, pred, k)}}
+    metrics[split][predictor.task]["weighted_f1_ci95"] = list(weighted_f1_ci(y, pred, k))
     out.mkdir(parents=True, exist_ok=True)
+    matrix = confusion(y, pred, k)
+    confusion_png(out / f"confusion_{split}.png", matrix, predictor.labels, f"{predictor.task} · {split}")
     write_metrics(out, metrics)
     write_report(out, title=f"Evaluation of {run_dir.name} on {data or 'its test split'}", task=predictor.task,
                  labels=predictor.labels, split_metrics={split: metrics[split][predictor.task]}, baseline=None,
                  per_class_rows={split: per_class(y, pred, predictor.labels)},
-                 confusions={split: confusion(y, pred, k)}, notes=prepared.notes)
+                 confusions={split: matrix}, notes=prepared.notes)
     return metrics, out

@@ -22,7 +22,9 @@ from mmpost.engine.loop import fit, predict
 from mmpost.engine.setup import make_fabric, seed_everything, torch_threads
 from mmpost.engine.step import TrainStep
 from mmpost.evaluation.metrics import classification_metrics, confusion, majority_baseline, per_class, weighted_f1
+from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.report import write_metrics, write_report
+from mmpost.evaluation.uncertainty import weighted_f1_ci
 
 log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
@@ -134,11 +136,15 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
         pred = probs.argmax(1)
         metrics[name] = {data.task: classification_metrics(y, pred, n_classes)}
         per[name], conf[name] = per_class(y, pred, data.labels), confusion(y, pred, n_classes)
+        if name == "test":
+            metrics[name][data.task]["weighted_f1_ci95"] = list(weighted_f1_ci(y, pred, n_classes))
+            confusion_png(run_dir / "confusion_test.png", conf[name], data.labels, f"{data.task} · test")
     eval_split = "test" if "test" in metrics else "dev"
     baseline = majority_baseline(datasets["train"].labels.numpy(), datasets[eval_split].labels.numpy(), n_classes)
     write_metrics(run_dir, metrics)
     notes = list(data.notes) + [
-        f"best dev weighted F1 {result.best_score:.3f} at epoch {result.best_epoch} (model chosen on dev only)",
+        f"best dev weighted F1 {result.best_score:.3f} at epoch {result.best_epoch}: the epoch was chosen on dev "
+        "only; λ/β, learning rates and the rest are as configured (config.yaml), not tuned on test",
         "split sizes: " + ", ".join(f"{k} {len(v)}" for k, v in datasets.items()),
         f"text encoder `{cfg.text_encoder.name}` ({'fine-tuned' if cfg.text_encoder.trainable else 'frozen'}), "
         f"image encoder `{cfg.image_encoder.name}` ({'fine-tuned' if cfg.image_encoder.trainable else 'frozen'})",

@@ -21,8 +21,13 @@ def fmt(x: float) -> str:
 
 def metrics_table(rows: Sequence[tuple[str, dict[str, float]]]) -> str:
     head = "| | weighted F1 | macro F1 | accuracy | MCC | n |\n|---|---:|---:|---:|---:|---:|\n"
-    return head + "".join(f"| {name} | {fmt(m['weighted_f1'])} | {fmt(m['macro_f1'])} | {fmt(m['accuracy'])} | "
+    return head + "".join(f"| {name} | {fmt(m['weighted_f1'])}{_ci(m)} | {fmt(m['macro_f1'])} | {fmt(m['accuracy'])} | "
                           f"{fmt(m['mcc'])} | {m['n']} |\n" for name, m in rows)
+
+
+def _ci(m: dict) -> str:
+    ci = m.get("weighted_f1_ci95")
+    return f" (95% CI {fmt(ci[0])}–{fmt(ci[1])})" if ci else ""
 
 
 def per_class_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -45,11 +50,14 @@ def write_report(run_dir: str | Path, *, title: str, task: str, labels: Sequence
     rows = [(split, m) for split, m in split_metrics.items()]
     if baseline is not None:
         rows.append(("test · majority-class baseline", baseline))
-    parts += ["## Metrics\n", metrics_table(rows), "\nMCC ranges from -1 to 1 (0 = chance); the others from 0 to 1.\n"]
+    parts += ["## Metrics\n", metrics_table(rows), "\nMCC ranges from -1 to 1 (0 = chance); the others from 0 to 1. "
+              "The interval is a 95% percentile bootstrap over posts (1,000 resamples).\n"]
     for split, rows_ in per_class_rows.items():
         parts += [f"\n## Per class · {split}\n", per_class_table(rows_)]
         if split in confusions:
             parts += [f"\nConfusion matrix · {split}\n\n", confusion_table(confusions[split], labels)]
+            if (Path(run_dir) / f"confusion_{split}.png").exists():
+                parts += [f"\n![confusion matrix, {split}](confusion_{split}.png)\n"]
     if history:
         keys = [k for k in history[0] if k != "epoch"]
         parts += ["\n## Training curve\n", "| epoch | " + " | ".join(keys) + " |\n|---|" + "---:|" * len(keys) + "\n"]
