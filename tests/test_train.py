@@ -129,3 +129,26 @@ def test_unseen_layout_multi_image_posts_with_ids_mapped_through_a_pattern(tmp_p
     posts_imgs = json.loads((result.run_dir / "labels.json").read_text())
     assert posts_imgs["labels"] == ["blue", "green", "red"]
     assert result.metrics["test"]["colour"]["weighted_f1"] > result.baseline["weighted_f1"]
+
+
+def test_cli_predict_writes_probabilities_and_validate_reports(tmp_path, toy_csv):
+    runner = CliRunner()
+    over = tiny_overrides(tmp_path, toy_csv) + ["name=p"]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train:\n  epochs: 1\n")
+    assert runner.invoke(app, ["train", str(recipe), *over]).exit_code == 0
+    new = tmp_path / "new.csv"
+    new.write_text("post_id,body,picture,mood\n"
+                   "n1,a fresh post,p3.png,red\nn2,no picture here,,\nn3,gone,missing.png,\n")
+    out = tmp_path / "preds.jsonl"
+    res = runner.invoke(app, ["predict", str(tmp_path / "runs" / "p"), "--data", str(new), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["n1", "n2", "n3"]
+    assert [r["image_used"] for r in rows] == [True, False, False]
+    assert all(abs(sum(r["probs"].values()) - 1) < 1e-4 and r["label"] in r["probs"] for r in rows)
+    assert "2 predicted without an image" in res.output
+    res = runner.invoke(app, ["validate", str(recipe), *over])
+    assert res.exit_code == 0 and "no problems" in res.output
+    res = runner.invoke(app, ["validate", str(recipe), *over, f"data.path={new}"])
+    assert res.exit_code == 3 and "missing_image" in res.output and "new.csv:3" in res.output

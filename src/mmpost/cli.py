@@ -137,6 +137,55 @@ def evaluate(
     _table(str(out), ["split", "task", "weighted F1", "macro F1", "accuracy", "MCC", "n"], rows)
 
 
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.", exists=True, file_okay=False)],
+    data: Annotated[str, typer.Option(help="A CSV/JSONL manifest, read with the run's column mapping (no labels needed).")],
+    out: Annotated[Path, typer.Option(help="Where to write one JSON line per post.")] = Path("predictions.jsonl"),
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="data.* overrides, e.g. data.columns.image_root=/imgs")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "image_used"}` per line.
+
+    A post whose image is missing or unreadable is predicted from its text with the learned "no image" vector;
+    `image_used` says so. The file appears only when complete.
+    """
+    _setup(verbose)
+    from mmpost.apps.predict import predict_file
+    try:
+        counts = predict_file(run_dir, data, out, overrides=overrides)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    typer.echo(f"{counts['posts']} posts → {out} ({counts['without_image']} predicted without an image)")
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="YAML recipe whose data section to check.", exists=True, dir_okay=False)],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. data.path=other.csv")] = None,
+    max_lines: Annotated[int, typer.Option(help="How many problem lines to show.")] = 50,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Check a data set without training: missing or undecodable images, empty texts, unknown labels and
+    duplicate ids, in one report naming file, row and field. Exit code 0 when clean, 3 when not."""
+    _setup(verbose)
+    from mmpost.apps.prepare import default_labels, load_posts
+    from mmpost.config import ConfigError, load_config
+    from mmpost.data.validate import validate_posts
+    try:
+        cfg = load_config(config, overrides)
+        posts = load_posts(cfg.data)
+        labels = default_labels(cfg.task, cfg.data, posts)
+        report = validate_posts(posts, {cfg.task: labels} if cfg.data.labels else None, progress=True)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(e)
+    if report.ok:
+        typer.secho(f"{report.n_posts} posts checked: no problems", fg=typer.colors.GREEN)
+        return
+    typer.echo(report.format(max_lines=max_lines))
+    raise typer.Exit(code=3)
+
+
 def main() -> None:
     try:
         app()

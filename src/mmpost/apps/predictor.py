@@ -44,14 +44,21 @@ class Predictor:
         return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir() / "features"
 
     @torch.inference_mode()
-    def predict_proba(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False) -> np.ndarray:
-        """Class probabilities [N, C], columns in the order of ``self.labels``."""
+    def predict_with_mask(self, posts: Sequence[Post], *, batch_size: int = 128,
+                          progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities [N, C] (columns in the order of ``self.labels``) and, per post, whether an image
+        was used (False: no image, or none readable — the learned "no image" vector stood in)."""
         feats = post_features(posts, self.text_tower, self.image_tower, cache_dir=self._cache(), progress=progress)
         ds = PostDataset(posts, np.full(len(posts), -1), text_features=feats.text, image_features=feats.image,
                          has_image=feats.has_image)
         dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
         out = [self.model(batch).logits.float().softmax(-1).numpy() for batch in dl]
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+        return probs, feats.has_image
+
+    def predict_proba(self, posts: Sequence[Post], **kwargs) -> np.ndarray:
+        """Class probabilities [N, C], columns in the order of ``self.labels``."""
+        return self.predict_with_mask(posts, **kwargs)[0]
 
     def predict(self, posts: Sequence[Post], **kwargs) -> list[dict[str, float]]:
         """One {label: probability} per post."""
