@@ -21,7 +21,7 @@ def test_conc_output_shapes_and_itm():
     cfg = BerViTConc.Config(hidden=12, proj_dim=6)
     model = BerViTConc(TinyTextTower(), TinyImageTower(), num_classes=3, config=cfg)
     pairs = ItmPairs(torch.tensor([1, 0, 2]), torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]))
-    out = model(_batch(), itm_pairs=pairs)
+    out = model(_batch(), itm=pairs)
     assert out.logits.shape == (4, 3) and out.fused.shape == (4, 12)
     assert out.text_embeds.shape == (4, 6) and out.image_embeds.shape == (4, 6)
     assert out.itm_logits.shape == (3, 2) and out.itm_labels.tolist() == [0, 0, 1]

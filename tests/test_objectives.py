@@ -11,7 +11,7 @@ from mmpost.models.output import ModelOutput
 from mmpost.objectives.ce import balanced_class_weights, ce_loss
 from mmpost.objectives.combined import Objective, combine
 from mmpost.objectives.itc import ITCLoss, itc_loss
-from mmpost.objectives.itm import itm_loss, random_pairs
+from mmpost.objectives.itm import hard_pairs, itm_loss, random_pairs
 
 
 def _lse(xs):
@@ -161,8 +161,44 @@ def test_objective_reports_every_component_and_temperature():
     obj = Objective(itc=True, itm=True)
     kwargs = obj.model_kwargs(batch, torch.Generator().manual_seed(0))
     out = _output([True] * 4)
-    pairs = kwargs["itm_pairs"]
+    pairs = kwargs["itm"](out.text_embeds, out.image_embeds)
     out.itm_logits, out.itm_labels = torch.randn(len(pairs.labels), 2), pairs.labels
     floats = obj(out, batch).as_floats()
     assert set(floats) == {"loss", "ce", "itc", "itm", "temperature"}
     assert floats["loss"] == pytest.approx(floats["ce"] + floats["itc"] + floats["itm"], rel=1e-5)
+
+
+def test_hard_negatives_never_pick_the_positive_or_a_duplicate():
+    # posts 0 and 1 share a text (a retweet), posts 2 and 3 share an image; post 4 has no image
+    has_image = torch.tensor([True, True, True, True, False, True])
+    text_ids = torch.tensor([0, 0, 1, 2, 3, 4])
+    image_ids = torch.tensor([0, 1, 2, 2, 3, 4])
+    e = torch.eye(6)[:, :5]
+    text_embeds = e.clone()
+    text_embeds[1] = text_embeds[0]            # the duplicate text is the most similar one: must still be skipped
+    image_embeds = e.clone()
+    image_embeds[3] = image_embeds[2]
+    g = torch.Generator().manual_seed(0)
+    seen_text_neg = set()
+    for _ in range(200):
+        p = hard_pairs(has_image, text_embeds, image_embeds, text_ids=text_ids, image_ids=image_ids, generator=g)
+        assert 4 not in p.text_index.tolist() and 4 not in p.image_index.tolist()
+        for ti, ii, lab in zip(p.text_index.tolist(), p.image_index.tolist(), p.labels.tolist()):
+            if lab == 1:
+                assert ti == ii
+                continue
+            assert text_ids[ti] != text_ids[ii], (ti, ii)          # never the post's own text or a copy of it
+            assert image_ids[ti] != image_ids[ii], (ti, ii)        # never its own image or a copy of it
+            seen_text_neg.add((ti, ii))
+    n_pos = int(has_image.sum())
+    assert p.labels.tolist()[:n_pos] == [1] * n_pos and len(p.labels) == 3 * n_pos
+    assert len(seen_text_neg) > 5
+
+
+def test_hard_negatives_follow_the_similarity():
+    has_image = torch.ones(4, dtype=torch.bool)
+    t = torch.tensor([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.0], [0.0, -1.0]])
+    v = t.clone()
+    g = torch.Generator().manual_seed(0)
+    picks = [hard_pairs(has_image, t, v, generator=g).text_index[4].item() for _ in range(100)]
+    assert picks.count(1) > 90                  # image 0's hardest wrong text is text 1

@@ -45,6 +45,14 @@ def test_train_writes_a_complete_run_folder(tmp_path, toy_csv):
     assert sum(probs[1].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("negatives", ["random", "hard"])
+def test_itm_negative_strategies_train(tmp_path, toy_csv, negatives):
+    over = tiny_overrides(tmp_path, toy_csv) + ["name=n", "objectives.itc=true", "objectives.itm=true",
+                                                f"objectives.itm_negatives={negatives}", "train.epochs=2"]
+    result = train(load_config(None, over))
+    assert all(h["train_itm"] > 0 for h in result.history)
+
+
 def test_same_seed_same_metrics(tmp_path, toy_csv):
     a = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=a", "objectives.itm=true"]))
     b = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=b", "objectives.itm=true"]))

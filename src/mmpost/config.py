@@ -87,7 +87,7 @@ class ObjectivesConfig:
     class_weights: str = "balanced"        # balanced | none
     temperature: float = 0.07
     mask_duplicates: bool = True
-    itm_negatives: str = "random"
+    itm_negatives: str = "random"          # random (the seed paper's) | hard (from the ITC similarity)
 
 
 @dataclass
@@ -165,6 +165,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"data.source must be synthetic or manifest, got {cfg.data.source!r}")
     if cfg.data.source == "manifest" and not cfg.data.path:
         raise ConfigError("data.source=manifest needs data.path (a CSV or JSONL file)")
+    if cfg.objectives.itm_negatives not in ("random", "hard"):
+        raise ConfigError(f"objectives.itm_negatives must be random or hard, got {cfg.objectives.itm_negatives!r}")
     if cfg.objectives.weighting not in ("additive", "convex"):
         raise ConfigError(f"objectives.weighting must be additive or convex, got {cfg.objectives.weighting!r}")
 

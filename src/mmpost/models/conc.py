@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import MultimodalModel
-from mmpost.models.output import ItmPairs, ModelOutput
+from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
 
@@ -45,13 +45,14 @@ class BerViTConc(MultimodalModel):
         """text_embeds, image_embeds [B, proj_dim] → fused [B, hidden]."""
         return self.fusion(torch.cat([text_embeds, image_embeds], dim=-1))
 
-    def forward(self, batch: Batch, itm_pairs: ItmPairs | None = None) -> ModelOutput:
+    def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> ModelOutput:
         t = self.text_proj(self.text_norm(self.pooled_text(batch)))
         v = self.image_proj(self.image_norm(self.pooled_image(batch)))
         fused = self.fuse(t, v)
         out = ModelOutput(logits=self.classifier(fused), text_embeds=t, image_embeds=v, fused=fused,
                           has_image=batch.has_image)
-        if itm_pairs is not None:
+        if itm is not None:
+            itm_pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             pair_fused = self.fuse(t[itm_pairs.text_index], v[itm_pairs.image_index])
             out.itm_logits = self.itm_head(pair_fused)
             out.itm_labels = itm_pairs.labels

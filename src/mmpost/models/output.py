@@ -1,6 +1,7 @@
 """The one typed output every model family returns; objectives read what they need from it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -36,3 +37,7 @@ class ItmPairs:
     text_index: Tensor
     image_index: Tensor
     labels: Tensor
+
+
+ItmSampler = Callable[[Tensor, Tensor], ItmPairs]
+"""Given (text_embeds, image_embeds) of the batch, the ITM pairs to score (supplied by the ITM objective)."""

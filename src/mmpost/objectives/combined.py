@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
-from mmpost.models.output import ModelOutput
+from mmpost.models.output import ItmPairs, ModelOutput
 from mmpost.objectives.ce import CELoss
 from mmpost.objectives.itc import ITCLoss
 from mmpost.objectives.itm import ITMLoss
@@ -63,7 +63,14 @@ class Objective(nn.Module):
         """What the model must compute for this objective (ITM pairs when ITM is on)."""
         if self.itm is None:
             return {}
-        return {"itm_pairs": self.itm.make_pairs(batch.has_image, batch.text_ids, generator)}
+        itm = self.itm
+        scale = 1.0 / self.itc.temperature if self.itc is not None else 1.0 / 0.07
+
+        def sampler(text_embeds: Tensor, image_embeds: Tensor) -> ItmPairs:
+            return itm.make_pairs(batch.has_image, text_embeds, image_embeds, text_ids=batch.text_ids,
+                                  image_ids=batch.image_ids, scale=scale, generator=generator)
+
+        return {"itm": sampler}
 
     def forward(self, output: ModelOutput, batch: Batch) -> LossBreakdown:
         labelled = batch.labels >= 0

@@ -1,8 +1,15 @@
 """Image-Text Matching: a 2-way head on the fused pair tells a post's own (image, text) from a made-up one.
 
-Negatives are made in the batch. ``random`` (the strategy of the seed paper): each post with an image
-keeps its own text with probability 1 - p, otherwise takes the text of another post whose text differs.
+Negatives are made in the batch, among posts with an image:
+- ``random`` (the seed paper's): each post keeps its own text with probability 1 - p, otherwise takes the
+  text of another post whose text differs. One pair per post.
+- ``hard`` (ALBEF/BLIP): both directions. Each image gets a negative text, and each text a negative image,
+  drawn from softmax of the ITC similarity with the diagonal and every same-text / same-image entry zeroed,
+  so a negative is never the positive nor a pair that some post really has. Three pairs per post
+  (1 positive, 2 negatives).
 Pass a seeded ``torch.Generator`` at evaluation so the negatives are the same every time.
+
+The model calls the sampler once it has the projected embeddings (``hard`` needs them).
 """
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from torch import Tensor, nn
 from mmpost.models.output import ItmPairs, ModelOutput
 from mmpost.registry import register
 
-STRATEGIES = ("random",)
+STRATEGIES = ("random", "hard")
 
 
 def random_pairs(has_image: Tensor, text_ids: Tensor | None = None, *, p_negative: float = 0.5,
@@ -40,6 +47,41 @@ def random_pairs(has_image: Tensor, text_ids: Tensor | None = None, *, p_negativ
     return ItmPairs(text_index=text_index, image_index=image_index, labels=(~negative).long())
 
 
+def _draw(logits: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """One column per row from softmax(logits), where -inf means never; ``ok`` flags rows that had a choice."""
+    ok = torch.isfinite(logits).any(dim=1)
+    probs = torch.softmax(torch.where(ok[:, None], logits, torch.zeros_like(logits)), dim=1)  # exp(-inf) = 0
+    pick = torch.multinomial(probs.cpu(), 1, generator=generator).flatten().to(logits.device)
+    return pick, ok
+
+
+def hard_pairs(has_image: Tensor, text_embeds: Tensor, image_embeds: Tensor, *, text_ids: Tensor | None = None,
+               image_ids: Tensor | None = None, scale: float = 1 / 0.07,
+               generator: torch.Generator | None = None) -> ItmPairs:
+    """Positives plus one hard negative text per image and one hard negative image per text (in-batch)."""
+    device = has_image.device
+    idx = torch.nonzero(has_image, as_tuple=False).flatten()
+    if idx.numel() == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return ItmPairs(empty, empty, empty)
+    t = F.normalize(text_embeds[idx].detach().float(), dim=-1)
+    v = F.normalize(image_embeds[idx].detach().float(), dim=-1)
+    sim = scale * v @ t.T                                                   # [P, P] image i vs text j
+    b = idx.numel()
+    tid = (text_ids if text_ids is not None else torch.arange(has_image.numel(), device=device))[idx]
+    iid = (image_ids if image_ids is not None else torch.arange(has_image.numel(), device=device))[idx]
+    # (text j, image i) is a real post's pair when j shares i's text or i's image: never a negative
+    taken = (tid[:, None] == tid[None, :]) | (iid[:, None] == iid[None, :])      # symmetric, includes the diagonal
+    neg_text, ok_t = _draw(sim.masked_fill(taken, float("-inf")), generator)        # a text for each image
+    neg_image, ok_i = _draw(sim.T.masked_fill(taken, float("-inf")), generator)     # an image for each text
+    pos = torch.arange(b, device=device)
+    text_index = torch.cat([pos, neg_text[ok_t], pos[ok_i]])
+    image_index = torch.cat([pos, pos[ok_t], neg_image[ok_i]])
+    labels = torch.cat([torch.ones(b, dtype=torch.long, device=device),
+                        torch.zeros(int(ok_t.sum()) + int(ok_i.sum()), dtype=torch.long, device=device)])
+    return ItmPairs(text_index=idx[text_index], image_index=idx[image_index], labels=labels)
+
+
 def itm_loss(itm_logits: Tensor, itm_labels: Tensor) -> Tensor:
     """itm_logits [P, 2], itm_labels [P] → mean cross-entropy (0 when there are no pairs)."""
     if itm_labels.numel() == 0:
@@ -56,11 +98,15 @@ class ITMLoss(nn.Module):
         self.negatives = negatives
         self.p_negative = p_negative
 
-    def make_pairs(self, has_image: Tensor, text_ids: Tensor | None,
+    def make_pairs(self, has_image: Tensor, text_embeds: Tensor, image_embeds: Tensor, *,
+                   text_ids: Tensor | None = None, image_ids: Tensor | None = None, scale: float = 1 / 0.07,
                    generator: torch.Generator | None = None) -> ItmPairs:
+        if self.negatives == "hard":
+            return hard_pairs(has_image, text_embeds, image_embeds, text_ids=text_ids, image_ids=image_ids,
+                              scale=scale, generator=generator)
         return random_pairs(has_image, text_ids, p_negative=self.p_negative, generator=generator)
 
     def forward(self, output: ModelOutput) -> Tensor:
         if output.itm_logits is None or output.itm_labels is None:
-            raise ValueError("ITM is on but the model output has no itm_logits: pass itm_pairs to the model")
+            raise ValueError("ITM is on but the model output has no itm_logits: pass itm= to the model")
         return itm_loss(output.itm_logits, output.itm_labels)
