@@ -160,3 +160,32 @@ def test_cli_predict_writes_probabilities_and_validate_reports(tmp_path, toy_csv
     assert res.exit_code == 0 and "no problems" in res.output
     res = runner.invoke(app, ["validate", str(recipe), *over, f"data.path={new}"])
     assert res.exit_code == 3 and "missing_image" in res.output and "new.csv:3" in res.output
+
+
+def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, toy_csv, monkeypatch):
+    import mmpost.engine.loop as loop
+    over = tiny_overrides(tmp_path, toy_csv) + ["objectives.itc=true", "objectives.itm=true", "train.epochs=4",
+                                                "train.patience=10", "model.dropout=0.3"]
+    whole = train(load_config(None, over + ["name=whole"]))
+    real = loop.train_epoch
+    calls = {"n": 0}
+
+    def dies_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(None, over + ["name=cut"]))
+    monkeypatch.setattr(loop, "train_epoch", real)
+    cut = tmp_path / "runs" / "cut"
+    assert not (cut / "metrics.json").exists() and (cut / "checkpoints" / "last.safetensors").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(load_config(None, over + ["name=cut"]))
+    res = CliRunner().invoke(app, ["train", "--resume", str(cut), "progress=false"])
+    assert res.exit_code == 0, res.output
+    resumed = json.loads((cut / "metrics.json").read_text())
+    assert resumed == json.loads((whole.run_dir / "metrics.json").read_text())
+    assert (cut / "log.csv").read_text() == (whole.run_dir / "log.csv").read_text()

@@ -83,22 +83,34 @@ def demo(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="YAML recipe (see configs/).", exists=True, dir_okay=False)],
+    config: Annotated[Optional[Path], typer.Argument(help="YAML recipe (see configs/). Not needed with --resume.", dir_okay=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. objectives.itc=true train.epochs=5")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its last checkpoint (its config.yaml is used).", file_okay=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train a model from a YAML recipe and write a run folder: `model.safetensors`, `config.yaml`,
-    `metrics.json`, `report.md`, `log.csv`.
+    `metrics.json`, `report.md`, `confusion_test.png`, `log.csv`, `checkpoints/`.
 
     Example: `mmpost train configs/memes.yaml objectives.itc=true objectives.itm=true`
+
+    After a crash or Ctrl-C: `mmpost train --resume runs/<run>` goes on from the last finished epoch and ends
+    where an uninterrupted run would have.
     """
     _setup(verbose)
     from mmpost.apps.train import train as run_train
     from mmpost.config import ConfigError, load_config
     from mmpost.data.validate import DataValidationError
     try:
-        cfg = load_config(config, overrides)
-        result = run_train(cfg)
+        if resume is not None:
+            if config is not None and config.suffix.lower() not in (".yaml", ".yml"):
+                overrides, config = [str(config), *(overrides or [])], None
+            cfg = load_config(resume / "config.yaml", overrides)
+            cfg.out_dir, cfg.name = str(resume.parent), resume.name
+        elif config is None:
+            raise ConfigError("give a YAML recipe, or --resume RUN_DIR")
+        else:
+            cfg = load_config(config, overrides)
+        result = run_train(cfg, resume=resume is not None)
     except DataValidationError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         typer.secho("fix the rows above, or set data.policy=skip (drop them) or data.policy=text-only "

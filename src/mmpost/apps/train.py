@@ -17,8 +17,9 @@ from mmpost.atomic import atomic_write_json, atomic_write_text
 from mmpost.config import RunConfig, default_cache_dir, to_yaml
 from mmpost.data.dataset import PostDataset, label_ids, unwrap
 from mmpost.encoders.features import post_features
-from mmpost.engine.checkpoint import save_weights
-from mmpost.engine.loop import fit, predict
+from mmpost.engine.checkpoint import load_weights, save_weights
+from mmpost.engine.loop import FitState, fit, predict
+from mmpost.engine.resume import BEST, LAST, load_training_state, save_training_state
 from mmpost.engine.setup import make_fabric, seed_everything, torch_threads
 from mmpost.engine.step import TrainStep
 from mmpost.evaluation.metrics import classification_metrics, confusion, majority_baseline, per_class, weighted_f1
@@ -43,11 +44,12 @@ def run_name(cfg: RunConfig) -> str:
     return cfg.name or f"{cfg.task}-{cfg.model.name}-{aux_name(cfg.objectives)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def saved_state(model: torch.nn.Module, cfg: RunConfig) -> dict[str, torch.Tensor]:
-    """Everything but frozen towers (those come back from their packages on load)."""
-    skip = [prefix for prefix, enc in (("text_tower.", cfg.text_encoder), ("image_tower.", cfg.image_encoder))
+def saved_state(module: torch.nn.Module, cfg: RunConfig, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Everything but frozen towers (those come back from their packages on load). ``prefix``: where the model
+    sits inside ``module`` ("model." for a TrainStep)."""
+    skip = [f"{prefix}{name}" for name, enc in (("text_tower.", cfg.text_encoder), ("image_tower.", cfg.image_encoder))
             if not enc.trainable]
-    return {k: v for k, v in model.state_dict().items() if not any(k.startswith(s) for s in skip)}
+    return {k: v for k, v in module.state_dict().items() if not any(k.startswith(s) for s in skip)}
 
 
 def make_datasets(data: PreparedData, cfg: RunConfig, text_tower, image_tower) -> dict[str, PostDataset]:
@@ -89,12 +91,36 @@ def write_log(path: Path, history: list[dict[str, float]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | None = None) -> RunResult:
+def build_optimizer(step: torch.nn.Module, towers: tuple, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW: fine-tuned towers at ``train.encoder_lr``, everything else (heads, temperature) at ``train.lr``."""
+    tower_params = [p for t in towers for p in t.parameters() if p.requires_grad]
+    tower_ids = {id(p) for p in tower_params}
+    groups = [{"params": [p for p in step.parameters() if p.requires_grad and id(p) not in tower_ids],
+               "lr": cfg.train.lr}]
+    if tower_params:
+        groups.append({"params": tower_params, "lr": cfg.train.encoder_lr})
+    return torch.optim.AdamW(groups, weight_decay=cfg.train.weight_decay)
+
+
+def open_run_dir(cfg: RunConfig, resume: bool) -> Path:
     run_dir = Path(cfg.out_dir).expanduser() / run_name(cfg)
     if (run_dir / "metrics.json").exists():
         raise FileExistsError(f"{run_dir} already holds a finished run; choose another name= or out_dir=")
+    if resume and not (run_dir / LAST).exists():
+        raise FileNotFoundError(f"{run_dir} has no {LAST} to resume from")
+    if not resume and (run_dir / LAST).exists():
+        raise FileExistsError(f"{run_dir} holds an unfinished run: resume it with --resume {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    if not resume:
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    return run_dir
+
+
+def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | None = None,
+          resume: bool = False) -> RunResult:
+    """Train one run. With ``resume``, the run folder's last checkpoint (weights, optimizer, RNG states, epoch)
+    is restored and training goes on as if it had never stopped."""
+    run_dir = open_run_dir(cfg, resume)
     seed_everything(cfg.train.seed)
     data = data or prepare(cfg.data, cfg.task, progress=cfg.progress)
     text_tower, image_tower = towers or (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
@@ -104,30 +130,44 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
     model = build_model(cfg.model, text_tower, image_tower, n_classes)
     objective = build_objective(cfg.objectives, datasets["train"].labels.tolist(), n_classes)
     step = TrainStep(model, objective)
-    tower_params = [p for t in (text_tower, image_tower) for p in t.parameters() if p.requires_grad]
-    tower_ids = {id(p) for p in tower_params}
-    head_params = [p for p in step.parameters() if p.requires_grad and id(p) not in tower_ids]
-    groups = [{"params": head_params, "lr": cfg.train.lr}]
-    if tower_params:
-        groups.append({"params": tower_params, "lr": cfg.train.encoder_lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.train.weight_decay)
-    fabric = make_fabric(cfg.fabric)
-    fstep, optimizer = fabric.setup(step, optimizer)
+    optimizer = build_optimizer(step, (text_tower, image_tower), cfg)
     t = cfg.train
     loaders = {name: loader(ds, t.batch_size if name == "train" else t.eval_batch_size, shuffle=name == "train",
                             seed=t.seed, workers=t.num_workers) for name, ds in datasets.items()}
+    generators = {"sampler": loaders["train"].batch_sampler.sampler.generator,
+                  "itm": torch.Generator().manual_seed(t.seed)}
+    state = None
+    if resume:
+        weights, state = load_training_state(run_dir / LAST, optimizer=optimizer, generators=generators)
+        step.load_state_dict(weights, strict=False)
+        log.warning("resuming %s after epoch %d", run_dir, state.epoch)
+    fabric = make_fabric(cfg.fabric)
+    fstep, foptimizer = fabric.setup(step, optimizer)
     frozen = [tw for tw, enc in ((text_tower, cfg.text_encoder), (image_tower, cfg.image_encoder)) if not enc.trainable]
-    logged: list[dict[str, float]] = []
-    threads = t.threads or (1 if len(frozen) == 2 else None)
-    with torch_threads(threads):
-        result = fit(fabric, fstep, optimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1,
-                     frozen=frozen,
-                     state_of=lambda: saved_state(model, cfg),
-                     on_epoch=lambda row: write_log(run_dir / "log.csv", [*logged, row]) or logged.append(row),
+
+    def checkpoint(st: FitState, improved: bool) -> None:
+        write_log(run_dir / "log.csv", st.history)
+        if improved:
+            save_weights(run_dir / BEST, saved_state(model, cfg))
+        save_training_state(run_dir / LAST, weights=saved_state(step, cfg, prefix="model."), optimizer=optimizer,
+                            generators=generators, state=st)
+
+    with torch_threads(t.threads or (1 if len(frozen) == 2 else None)):
+        result = fit(fabric, fstep, foptimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1,
+                     frozen=frozen, generator=generators["itm"], state=state, on_epoch_end=checkpoint,
                      progress=cfg.progress)
-    model.load_state_dict(result.best_state or saved_state(model, cfg), strict=False)
+    if (run_dir / BEST).exists():
+        model.load_state_dict(load_weights(run_dir / BEST), strict=False)
     save_weights(run_dir / WEIGHTS, saved_state(model, cfg), metadata={"task": cfg.task, "model": cfg.model.name})
     atomic_write_json(run_dir / "labels.json", {"task": data.task, "labels": data.labels})
+    metrics, baseline = evaluate_and_report(run_dir, cfg, data, datasets, loaders, fabric, fstep, result)
+    return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, best_epoch=result.best_epoch,
+                     history=result.history)
+
+
+def evaluate_and_report(run_dir: Path, cfg: RunConfig, data: PreparedData, datasets, loaders, fabric, fstep,
+                        result: FitState) -> tuple[dict, dict]:
+    n_classes = len(data.labels)
     metrics, per, conf = {}, {}, {}
     for name in ("dev", "test"):
         if len(datasets[name]) == 0:
@@ -152,6 +192,4 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
     write_report(run_dir, title=f"{cfg.model.name} · {aux_name(cfg.objectives)} · {data.task}", task=data.task,
                  labels=data.labels, split_metrics={k: v[data.task] for k, v in metrics.items()}, baseline=baseline,
                  per_class_rows=per, confusions=conf, notes=notes, history=result.history)
-    return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, best_epoch=result.best_epoch,
-                     history=result.history)
-
+    return metrics, baseline

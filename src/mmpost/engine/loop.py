@@ -24,12 +24,14 @@ EVAL_SEED = 1234   # ITM negatives at evaluation time are the same every time
 
 
 @dataclass
-class FitResult:
-    best_epoch: int
-    best_score: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_state: dict[str, torch.Tensor] | None = None
+class FitState:
+    """Where training stands after an epoch: enough, with the weights, optimizer and RNG states, to resume."""
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    waited: int = 0
     stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def freeze_modes(step: nn.Module, frozen: list[nn.Module]) -> None:
@@ -89,14 +91,14 @@ def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
 
 def fit(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, train_loader, dev_loader, *,
         cfg: TrainConfig, score: Callable[[np.ndarray, np.ndarray], float], frozen: list[nn.Module],
-        state_of: Callable[[], dict[str, torch.Tensor]],
-        on_epoch: Callable[[dict[str, float]], None] | None = None, progress: bool = True) -> FitResult:
-    """Train up to ``cfg.epochs``; keep the state with the best dev score; stop after ``cfg.patience``
-    epochs without improvement."""
-    generator = torch.Generator().manual_seed(cfg.seed)
-    result = FitResult(best_epoch=0, best_score=-math.inf)
-    waited = 0
-    for epoch in range(1, cfg.epochs + 1):
+        generator: torch.Generator, state: FitState | None = None,
+        on_epoch_end: Callable[[FitState, bool], None] | None = None, progress: bool = True) -> FitState:
+    """Train from ``state.epoch + 1`` up to ``cfg.epochs``; stop after ``cfg.patience`` epochs without a better
+    dev score. ``on_epoch_end(state, improved)`` runs after every epoch (the app saves checkpoints there)."""
+    state = state or FitState()
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if state.stopped_early:
+            break
         row = {"epoch": epoch}
         row.update(train_epoch(fabric, step, optimizer, train_loader, frozen=frozen, grad_clip=cfg.grad_clip,
                                generator=generator, desc=f"epoch {epoch}/{cfg.epochs}", progress=progress))
@@ -104,17 +106,17 @@ def fit(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, train
         dev_score = score(labels, probs.argmax(1))
         row.update({f"dev_{k}": v for k, v in dev_losses.items()})
         row["dev_weighted_f1"] = dev_score
-        result.history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        if dev_score > result.best_score + 1e-6:
-            result.best_score, result.best_epoch, waited = dev_score, epoch, 0
-            result.best_state = {k: v.detach().clone() for k, v in state_of().items()}
+        state.history.append(row)
+        state.epoch = epoch
+        improved = dev_score > state.best_score + 1e-6
+        if improved:
+            state.best_score, state.best_epoch, state.waited = dev_score, epoch, 0
         else:
-            waited += 1
-            if waited >= cfg.patience:
-                result.stopped_early = True
+            state.waited += 1
+            if state.waited >= cfg.patience:
+                state.stopped_early = True
                 log.info("early stop after epoch %d: dev weighted F1 has not improved for %d epochs",
                          epoch, cfg.patience)
-                break
-    return result
+        if on_epoch_end is not None:
+            on_epoch_end(state, improved)
+    return state
