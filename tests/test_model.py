@@ -50,3 +50,40 @@ def test_raw_inputs_go_through_the_towers():
     out = model(batch)
     out.logits.sum().backward()
     assert text.emb.weight.grad is not None and image.conv.weight.grad is not None
+
+
+def _token_batch(text, b=3, has_image=None):
+    from mmpost.models.att import BerViTAtt  # noqa: F401
+    batch = _batch(b, has_image=has_image, features=False)
+    batch.text_inputs = text.tokenize(["a b c", "d", "e f"][:b])
+    batch.image_features = torch.randn(b, 64, 8)        # cached image tokens [B, T, Dv]
+    return batch
+
+
+def test_att_output_shapes_itm_and_no_image():
+    from mmpost.models.att import BerViTAtt
+    text, image = TinyTextTower(), TinyImageTower()
+    model = BerViTAtt(text, image, num_classes=4, config=BerViTAtt.Config(proj_dim=6, heads=4)).eval()
+    batch = _token_batch(text, has_image=[True, False, True])
+    pairs = ItmPairs(torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 2, 2]), torch.tensor([1, 0, 1, 0]))
+    out = model(batch, itm=pairs)
+    assert out.logits.shape == (3, 4) and out.fused.shape == (3, 16)
+    assert out.text_embeds.shape == (3, 6) and out.image_embeds.shape == (3, 6)
+    assert out.itm_logits.shape == (4, 2)
+    before = out.logits.detach().clone()
+    batch.image_features[1] += 50.0                     # post 1 has no image: its tokens are never read
+    assert torch.allclose(model(batch).logits, before, atol=1e-6)
+
+
+def test_att_text_tokens_attend_over_image_tokens():
+    from mmpost.models.att import BerViTAtt
+    text, image = TinyTextTower(), TinyImageTower()
+    model = BerViTAtt(text, image, num_classes=2, config=BerViTAtt.Config(heads=2)).eval()
+    batch = _token_batch(text)
+    a = model(batch).logits.detach().clone()
+    batch.image_features[0, :10] += 3.0 * torch.randn(10, 8)   # changing image tokens changes the prediction
+    b = model(batch).logits.detach()
+    assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1:], b[1:], atol=1e-6)
+    out = model(batch)
+    out.logits.sum().backward()
+    assert model.attention.in_proj_weight.grad is not None

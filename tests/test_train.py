@@ -189,3 +189,18 @@ def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, toy_csv
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed == json.loads((whole.run_dir / "metrics.json").read_text())
     assert (cut / "log.csv").read_text() == (whole.run_dir / "log.csv").read_text()
+
+
+@pytest.mark.parametrize("aux", [[], ["objectives.itc=true"], ["objectives.itm=true"],
+                                 ["objectives.itm=true", "objectives.itm_negatives=hard"],
+                                 ["objectives.itc=true", "objectives.itm=true", "objectives.itm_negatives=hard"]])
+def test_att_trains_with_every_aux_setting_and_predicts(tmp_path, toy_csv, aux):
+    over = tiny_overrides(tmp_path, toy_csv) + ["model.name=att", "model.heads=4", "train.epochs=2", "name=att",
+                                                "text_encoder.trainable=false", *aux]
+    result = train(load_config(None, over))
+    assert set(result.metrics["test"]["mood"]) >= KEYS
+    for part in ("itc", "itm"):
+        assert (f"train_{part}" in result.history[0]) == any(part in a for a in aux)
+    probs = mmpost.load(result.run_dir).predict([mmpost.Post(id="x", text="thing 2",
+                                                             images=[str(tmp_path / "imgs" / "p1.png")])])
+    assert sum(probs[0].values()) == pytest.approx(1.0, abs=1e-5)

@@ -68,10 +68,11 @@ class EncoderConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "conc"
-    hidden: int = 512
-    proj_dim: int = 512
+    name: str = "conc"                     # conc (Ber-ViT-Conc) | att (Ber-ViT-Att)
+    hidden: int = 512                      # conc: fused size (att uses the text width)
+    proj_dim: int = 512                    # ITC projection size
     dropout: float = 0.05
+    heads: int = 8                         # att: attention heads
 
 
 @dataclass

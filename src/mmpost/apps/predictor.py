@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from mmpost.apps.build import build_model, build_tower
-from mmpost.config import RunConfig, default_cache_dir, load_config
-from mmpost.data.dataset import PostDataset, unwrap
+from mmpost.apps.datasets import build_datasets
+from mmpost.config import RunConfig, load_config
+from mmpost.data.dataset import unwrap
 from mmpost.data.post import Post
-from mmpost.encoders.features import post_features
 from mmpost.engine.checkpoint import load_weights
 
 
@@ -37,24 +38,19 @@ class Predictor:
             raise ValueError(f"{self.run_dir}: weights do not fit the model: {missing_unexpected.unexpected_keys[:5]}")
         self.model.eval()
 
-    def _cache(self) -> Path | None:
-        cfg = self.config
-        if cfg.text_encoder.trainable or cfg.image_encoder.trainable:
-            return None   # fine-tuned towers: their features are not the packaged ones
-        return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir() / "features"
-
     @torch.inference_mode()
     def predict_with_mask(self, posts: Sequence[Post], *, batch_size: int = 128,
                           progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities [N, C] (columns in the order of ``self.labels``) and, per post, whether an image
         was used (False: no image, or none readable — the learned "no image" vector stood in)."""
-        feats = post_features(posts, self.text_tower, self.image_tower, cache_dir=self._cache(), progress=progress)
-        ds = PostDataset(posts, np.full(len(posts), -1), text_features=feats.text, image_features=feats.image,
-                         has_image=feats.has_image)
+        cfg = replace(self.config, progress=progress)
+        datasets, _ = build_datasets({"all": posts}, {"all": np.full(len(posts), -1)}, cfg,
+                                     self.text_tower, self.image_tower)
+        ds = datasets["all"]
         dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
         out = [self.model(batch).logits.float().softmax(-1).numpy() for batch in dl]
         probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
-        return probs, feats.has_image
+        return probs, ds.has_image.numpy()
 
     def predict_proba(self, posts: Sequence[Post], **kwargs) -> np.ndarray:
         """Class probabilities [N, C], columns in the order of ``self.labels``."""

@@ -12,11 +12,11 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from mmpost.apps.build import aux_name, build_model, build_objective, build_tower
+from mmpost.apps.datasets import build_datasets
 from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.atomic import atomic_write_json, atomic_write_text
-from mmpost.config import RunConfig, default_cache_dir, to_yaml
+from mmpost.config import RunConfig, to_yaml
 from mmpost.data.dataset import PostDataset, label_ids, unwrap
-from mmpost.encoders.features import post_features
 from mmpost.engine.checkpoint import load_weights, save_weights
 from mmpost.engine.loop import FitState, fit, predict
 from mmpost.engine.resume import BEST, LAST, load_training_state, save_training_state
@@ -53,26 +53,10 @@ def saved_state(module: torch.nn.Module, cfg: RunConfig, prefix: str = "") -> di
 
 
 def make_datasets(data: PreparedData, cfg: RunConfig, text_tower, image_tower) -> dict[str, PostDataset]:
-    """Frozen towers are read through the feature cache; a trainable one gets raw inputs per batch."""
-    posts = [p for split in data.splits.values() for p in split]
-    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir() / "features"
-    feats = post_features(posts, None if cfg.text_encoder.trainable else text_tower,
-                          None if cfg.image_encoder.trainable else image_tower,
-                          cache_dir=cache, progress=cfg.progress)
-    datasets, start = {}, 0
-    for name, split in data.splits.items():
-        rows = slice(start, start + len(split))
-        start += len(split)
-        datasets[name] = PostDataset(
-            split, label_ids(split, data.task, data.labels),
-            text_features=None if cfg.text_encoder.trainable else feats.text[rows],
-            image_features=None if cfg.image_encoder.trainable else feats.image[rows],
-            has_image=feats.has_image[rows],
-            tokenize=text_tower.tokenize if cfg.text_encoder.trainable else None,
-            load_image=image_tower.load if cfg.image_encoder.trainable else None,
-            image_size=image_tower.image_size)
-    if feats.image_errors:
-        data.notes.append(f"{len(feats.image_errors)} images could not be read and were masked")
+    labels = {name: label_ids(split, data.task, data.labels) for name, split in data.splits.items()}
+    datasets, image_errors = build_datasets(data.splits, labels, cfg, text_tower, image_tower)
+    if image_errors:
+        data.notes.append(f"{len(image_errors)} images could not be read and were masked")
     return datasets
 
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class PostFeatures:
     """Pooled features for N posts, rows in post order."""
     text: np.ndarray            # [N, Dt] float32
-    image: np.ndarray           # [N, Dv] float32 (zeros where has_image is False)
+    image: np.ndarray           # [N, Dv] float32 pooled, or [N, T, Dv] float16 tokens (zeros where no image)
     has_image: np.ndarray       # [N] bool
     image_errors: dict[str, str] = field(default_factory=dict)   # post id -> reason
 
@@ -52,10 +52,11 @@ def _load(tower: ImageTower, path: str) -> tuple[np.ndarray | None, str | None]:
 
 @torch.inference_mode()
 def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
-                  progress: bool = True) -> tuple[np.ndarray, list[str | None]]:
-    """Pooled image features [N, D] and, per path, None or the reason it could not be read."""
+                  progress: bool = True, tokens: bool = False) -> tuple[np.ndarray, list[str | None]]:
+    """Pooled image features [N, D] float32 — or, with ``tokens``, the token grid [N, T, D] float16 — and, per
+    path, None or the reason it could not be read (its row stays zero)."""
     tower.eval()
-    out = np.zeros((len(paths), tower.dim), dtype=np.float32)
+    out = None if tokens else np.zeros((len(paths), tower.dim), dtype=np.float32)
     errors: list[str | None] = [None] * len(paths)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in bar(range(0, len(paths), batch_size), desc="image features", unit="batch",
@@ -67,7 +68,16 @@ def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 
                 errors[i] = err
             if ok:
                 pixels = torch.from_numpy(np.stack([loaded[i - start][0] for i in ok]))
-                out[ok] = tower(pixels).pooled.float().numpy()
+                result = tower(pixels)
+                if tokens:
+                    grid = result.tokens.half().numpy()
+                    if out is None:
+                        out = np.zeros((len(paths), *grid.shape[1:]), dtype=np.float16)
+                    out[ok] = grid
+                else:
+                    out[ok] = result.pooled.float().numpy()
+    if out is None:     # nothing readable (or no paths): an empty grid of unknown length
+        out = np.zeros((len(paths), 0, tower.dim), dtype=np.float16)
     return out, errors
 
 
@@ -80,9 +90,10 @@ def _cached_texts(tower: TextTower, texts: list[str], cache_dir: Path, batch_siz
 
 
 def _cached_images(tower: ImageTower, paths: list[str], cache_dir: Path, batch_size: int,
-                   progress: bool) -> tuple[np.ndarray, list[str | None]]:
-    cache = FeatureCache(cache_dir / "image", identity=f"{tower.identity}:{tower.preprocess_spec()}:pooled",
-                         description={"kind": "pooled image"})
+                   progress: bool, tokens: bool = False) -> tuple[np.ndarray, list[str | None]]:
+    kind = "tokens" if tokens else "pooled"
+    cache = FeatureCache(cache_dir / "image", identity=f"{tower.identity}:{tower.preprocess_spec()}:{kind}",
+                         description={"kind": f"{kind} image"})
     keys: list[str | None] = []
     errors: list[str | None] = [None] * len(paths)
     for j, p in enumerate(paths):
@@ -93,13 +104,16 @@ def _cached_images(tower: ImageTower, paths: list[str], cache_dir: Path, batch_s
             errors[j] = f"{type(e).__name__}: {e}"
     todo = [j for j, k in enumerate(keys) if k is not None and k not in cache]
     todo = list({keys[j]: j for j in reversed(todo)}.values())[::-1]          # one per distinct image
-    feats, errs = encode_images(tower, [paths[j] for j in todo], batch_size=batch_size, progress=progress)
+    feats, errs = encode_images(tower, [paths[j] for j in todo], batch_size=batch_size, progress=progress,
+                                tokens=tokens)
     good = [n for n, e in enumerate(errs) if e is None]
     cache.put([keys[todo[n]] for n in good], feats[good])                     # type: ignore[misc]
-    out = np.zeros((len(paths), tower.dim), dtype=np.float32)
     ready = [j for j, k in enumerate(keys) if k is not None and k in cache]
-    if ready:
-        out[ready] = cache.get([keys[j] for j in ready])                        # type: ignore[misc]
+    rows = cache.get([keys[j] for j in ready]) if ready else None               # type: ignore[misc]
+    shape = rows.shape[1:] if rows is not None else ((0, tower.dim) if tokens else (tower.dim,))
+    out = np.zeros((len(paths), *shape), dtype=np.float16 if tokens else np.float32)
+    if rows is not None:
+        out[ready] = rows
     failed = {keys[todo[n]]: e for n, e in enumerate(errs) if e is not None}
     for j, k in enumerate(keys):
         if k in failed:
@@ -108,8 +122,8 @@ def _cached_images(tower: ImageTower, paths: list[str], cache_dir: Path, batch_s
 
 
 def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tower: ImageTower | None, *,
-                  cache_dir: str | Path | None = None, batch_size: int = 32,
-                  progress: bool = True) -> PostFeatures:
+                  cache_dir: str | Path | None = None, batch_size: int = 32, progress: bool = True,
+                  image_tokens: bool = False) -> PostFeatures:
     """Pooled features of each post's text and images. A post with several images gets the mean of its readable
     images' vectors. A tower given as None is skipped (its rows stay empty); with ``cache_dir`` set, features
     are read from and written to the on-disk cache."""
@@ -124,8 +138,10 @@ def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tow
     has_image = np.zeros(len(posts), dtype=bool)
     image_errors: dict[str, str] = {}
     if image_tower is not None:
-        img, errs = (encode_images(image_tower, paths, batch_size=batch_size, progress=progress) if cache_dir is None
-                     else _cached_images(image_tower, paths, Path(cache_dir), batch_size, progress))
+        img, errs = (encode_images(image_tower, paths, batch_size=batch_size, progress=progress, tokens=image_tokens)
+                     if cache_dir is None else
+                     _cached_images(image_tower, paths, Path(cache_dir), batch_size, progress, tokens=image_tokens))
+        image = np.zeros((len(posts), *img.shape[1:]), dtype=np.float32)
         counts = np.zeros(len(posts), dtype=np.float32)
         for j, i in enumerate(owners):
             if errs[j] is None:
@@ -134,7 +150,9 @@ def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tow
             else:
                 image_errors.setdefault(posts[i].id, f"{paths[j]}: {errs[j]}")
         has_image = counts > 0
-        image[has_image] /= counts[has_image, None]
+        image[has_image] /= counts[has_image].reshape(-1, *([1] * (image.ndim - 1)))
+        if image_tokens:
+            image = image.astype(np.float16)
     else:
         has_image[owners] = True
     if image_errors:

@@ -6,10 +6,16 @@ import torch
 from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
-from mmpost.encoders.base import ImageTower, TextTower
+from mmpost.encoders.base import ImageTower, TextTower, TowerOutput
 
 
 class MultimodalModel(nn.Module):
+    """``text_input`` / ``image_input`` say what a family reads: "pooled" vectors (these can come from the
+    feature cache) or "tokens" (text tokens always come from the tower; image tokens may be cached)."""
+
+    text_input = "pooled"
+    image_input = "pooled"
+
     def __init__(self, text_tower: TextTower, image_tower: ImageTower) -> None:
         super().__init__()
         self.text_tower = text_tower
@@ -32,3 +38,18 @@ class MultimodalModel(nn.Module):
         else:
             v = self.no_image.expand(len(batch), -1)
         return torch.where(batch.has_image[:, None], v, self.no_image.to(v.dtype).expand_as(v))
+
+    def text_output(self, batch: Batch) -> TowerOutput:
+        if batch.text_inputs is None:
+            raise ValueError(f"{type(self).__name__} reads text tokens: the batch must carry text inputs")
+        return self.text_tower(batch.text_inputs)
+
+    def image_tokens(self, batch: Batch) -> Tensor:
+        """[B, T, Dv]; every token of a post without an image is the learned "no image" vector."""
+        if batch.image_features is not None and batch.image_features.dim() == 3:
+            v = batch.image_features
+        elif batch.pixels is not None:
+            v = self.image_tower(batch.pixels).tokens
+        else:
+            raise ValueError(f"{type(self).__name__} reads image tokens: the batch carries none")
+        return torch.where(batch.has_image[:, None, None], v, self.no_image.to(v.dtype).expand_as(v))

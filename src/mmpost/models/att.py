@@ -1,0 +1,67 @@
+"""Ber-ViT-Att: text tokens attend over image tokens (dual-stream, cross-attention fusion).
+
+Image tokens (EfficientNet-Lite0: the 7×7 grid) are projected to the text width d; each text token queries
+them with multi-head attention. ``concat(text CLS, attended first token) → Linear(2d→d) → ReLU → dropout``
+is the fused vector, and ``Linear(d→classes)`` classifies it. ITC contrasts projections of the text CLS and
+of the mean image token; ITM runs the same attention on (text of post a, image of post b) pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmpost.data.batch import Batch
+from mmpost.encoders.base import ImageTower, TextTower
+from mmpost.models.base import MultimodalModel
+from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
+from mmpost.registry import register
+
+
+@register("model", "att")
+class BerViTAtt(MultimodalModel):
+    text_input = "tokens"
+    image_input = "tokens"
+
+    @dataclass
+    class Config:
+        proj_dim: int = 512      # ITC projection size
+        dropout: float = 0.05
+        heads: int = 8           # must divide the text width
+
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+                 config: "BerViTAtt.Config | None" = None) -> None:
+        super().__init__(text_tower, image_tower)
+        cfg = config or self.Config()
+        self.config = cfg
+        d, dv = text_tower.dim, image_tower.dim
+        heads = cfg.heads if d % cfg.heads == 0 else 1
+        self.image_in = nn.Sequential(nn.LayerNorm(dv), nn.Linear(dv, d))
+        self.attention = nn.MultiheadAttention(d, heads, dropout=cfg.dropout, batch_first=True)
+        self.fusion = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.classifier = nn.Linear(d, num_classes)
+        self.text_proj = nn.Linear(d, cfg.proj_dim)
+        self.image_proj = nn.Linear(dv, cfg.proj_dim)
+        self.itm_head = nn.Linear(d, 2)
+
+    def fuse(self, text_tokens: Tensor, image_tokens: Tensor) -> Tensor:
+        """text_tokens [B, L, d], image_tokens [B, T, d] (projected) → fused [B, d]. Only the first text
+        token's attention output is read, so text padding needs no mask."""
+        attended, _ = self.attention(text_tokens, image_tokens, image_tokens, need_weights=False)
+        return self.fusion(torch.cat([text_tokens[:, 0], attended[:, 0]], dim=-1))
+
+    def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> ModelOutput:
+        text = self.text_output(batch)
+        image = self.image_tokens(batch)                       # [B, T, Dv]
+        image_d = self.image_in(image)
+        fused = self.fuse(text.tokens, image_d)
+        t, v = self.text_proj(text.tokens[:, 0]), self.image_proj(image.mean(dim=1))
+        out = ModelOutput(logits=self.classifier(fused), text_embeds=t, image_embeds=v, fused=fused,
+                          has_image=batch.has_image)
+        if itm is not None:
+            pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
+            ti, ii = pairs.text_index, pairs.image_index
+            out.itm_logits = self.itm_head(self.fuse(text.tokens[ti], image_d[ii]))
+            out.itm_labels = pairs.labels
+        return out
