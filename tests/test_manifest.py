@@ -240,3 +240,131 @@ def test_load_posts_jsonl_names_bad_line(tmp_path):
     p = write(tmp_path / "p.jsonl", json.dumps(Post(id="1", text="a").to_dict()) + "\n{bad\n")
     with pytest.raises(ManifestError, match="line 2"):
         load_posts_jsonl(p)
+
+
+# ------------------------------------------------------------------------------------------------ Parquet
+
+
+def _frame():
+    pd = pytest.importorskip("pandas")
+    return pd.DataFrame({
+        "tweet_id": pd.array([698197155698184192, 2, 999999999999999999], dtype="int64"),
+        "title": ["Hello", None, "  spaced  "],
+        "body": ["world", "only body", ""],
+        "image": ["a.jpg", None, "sub/c.png"],
+        "label": ["pos", None, "neg"],
+        "score": [1.5, float("nan"), 2.0],
+        "count": pd.array([3, None, 70000000000000001], dtype="Int64"),
+        "flag": [True, False, True],
+        "split": ["train", "val", None],
+    })
+
+
+_MAPPING = dict(id="tweet_id", text=["title", "body"], image="image", labels={"y": "label", "s": "score"},
+                split="split", keep=["count", "flag"])
+
+
+def test_parquet_import_equals_csv_import_of_the_same_table(tmp_path):
+    pytest.importorskip("pyarrow")
+    df = _frame()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    from_csv = load_manifest(tmp_path / "t.csv", ColumnMapping(**_MAPPING))
+    from_pq = load_manifest(tmp_path / "t.parquet", ColumnMapping(**_MAPPING))
+    assert [p.meta.pop("source") for p in from_pq] == [str(tmp_path / "t.parquet")] * 3
+    for p in from_csv:
+        p.meta.pop("source")
+    assert from_pq == from_csv
+    a, b, c = from_pq
+    assert [p.id for p in from_pq] == ["698197155698184192", "2", "999999999999999999"]  # exact, no float
+    assert a.text == "Hello world" and b.text == "only body" and c.text == "spaced"
+    assert a.images == [os.path.join(str(tmp_path), "a.jpg")] and b.images == []
+    assert a.labels == {"y": "pos", "s": "1.5"} and b.labels == {}  # nulls → no label
+    assert [p.meta["row"] for p in from_pq] == [1, 2, 3]
+    assert a.meta["split"] == "train" and b.meta["split"] == "dev" and "split" not in c.meta
+    assert [p.meta["count"] for p in from_pq] == ["3", "", "70000000000000001"]
+    assert [p.meta["flag"] for p in from_pq] == ["True", "False", "True"]
+
+
+def test_parquet_with_index_and_explicit_format(tmp_path):
+    pytest.importorskip("pyarrow")
+    df = _frame().set_index("tweet_id")  # the id as the pandas index is still a column of the file
+    df.to_parquet(tmp_path / "posts.data")
+    with pytest.raises(ManifestError, match="format"):
+        load_manifest(tmp_path / "posts.data", ColumnMapping(**_MAPPING))
+    posts = load_manifest(tmp_path / "posts.data", ColumnMapping(**_MAPPING, format="parquet"))
+    assert [p.id for p in posts] == ["698197155698184192", "2", "999999999999999999"]
+
+
+def test_parquet_list_column_gives_several_images(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    df = pd.DataFrame({"id": ["1", "2", "3", "4"], "text": ["a", "b", "c", "d"],
+                       "media": [["111", "222"], [], None, ["333", None, ""]]})
+    df.to_parquet(tmp_path / "t.parquet")
+    m = ColumnMapping(image="media", image_pattern="T{}.jpg", image_root="media_dir", keep=["media"])
+    posts = load_manifest(tmp_path / "t.parquet", m)
+    j = lambda n: os.path.join("media_dir", n)  # noqa: E731
+    assert [p.images for p in posts] == [[j("T111.jpg"), j("T222.jpg")], [], [], [j("T333.jpg")]]
+    assert posts[0].meta["media"] == '["111", "222"]' and posts[2].meta["media"] == ""  # as JSON, like JSONL
+
+
+def test_parquet_string_image_cells_still_split(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"id": [1], "text": ["a"], "img": ["x.jpg; y.jpg"]}).to_parquet(tmp_path / "t.pq")
+    (post,) = load_manifest(tmp_path / "t.pq", ColumnMapping(image="img", image_sep=";", image_root="r"))
+    assert post.images == [os.path.join("r", "x.jpg"), os.path.join("r", "y.jpg")]
+
+
+def test_parquet_missing_column_names_it_and_lists_existing(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    p = tmp_path / "t.parquet"
+    pd.DataFrame({"Name": ["a.png"], "Text": ["hi"], "Valence": ["positive"]}).to_parquet(p, index=False)
+    with pytest.raises(ManifestError) as e:
+        load_manifest(p, ColumnMapping(id="Name", text="text", labels={"sentiment": "valence"}))
+    msg = str(e.value)
+    assert "'text'" in msg and "'valence'" in msg
+    assert "'Name', 'Text', 'Valence'" in msg
+    assert "did you mean 'Text'" in msg
+    assert str(p) in msg
+
+
+def test_parquet_structural_errors(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    with pytest.raises(ManifestError, match="not found"):
+        load_manifest(tmp_path / "nope.parquet", ColumnMapping())
+    with pytest.raises(ManifestError, match="Parquet"):
+        load_manifest(write(tmp_path / "fake.parquet", "id,text\n1,a\n"), ColumnMapping())
+    table = pa.Table.from_arrays([pa.array(["1"]), pa.array(["a"]), pa.array(["b"])], names=["id", "text", "text"])
+    pq.write_table(table, tmp_path / "dup.parquet")
+    with pytest.raises(ManifestError, match="more than once"):
+        load_manifest(tmp_path / "dup.parquet", ColumnMapping())
+    empty = pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
+    pq.write_table(empty, tmp_path / "empty.parquet")
+    assert load_manifest(tmp_path / "empty.parquet", ColumnMapping()) == []
+
+
+def test_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    p = write(tmp_path / "t.parquet", "not read")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ManifestError, match="pip install pyarrow"):
+        load_manifest(p, ColumnMapping())
+
+
+def test_tsv_written_by_pandas_equals_csv(tmp_path):
+    df = _frame()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
+    def strip(posts):
+        return [(p.id, p.text, p.images, p.labels, {k: v for k, v in p.meta.items() if k != "source"})
+                for p in posts]
+
+    assert strip(load_manifest(tmp_path / "t.tsv", ColumnMapping(**_MAPPING))) == strip(
+        load_manifest(tmp_path / "t.csv", ColumnMapping(**_MAPPING)))

@@ -1,9 +1,10 @@
+import random
 from collections import Counter
 
 import pytest
 
 from mmpost.data.post import Post
-from mmpost.data.splits import assign_splits, by_split, hash_split
+from mmpost.data.splits import assign_splits, by_split, hash_split, kfold_splits, stratified_split
 
 
 def test_hash_split_is_deterministic_and_pinned():
@@ -66,3 +67,170 @@ def test_by_split_groups_in_order():
     groups = by_split(posts)
     assert list(groups) == ["train", "test", "unassigned", "extra"]
     assert [p.id for p in groups["train"]] == ["2", "5"]
+
+
+# ------------------------------------------------------------------------------------ stratified and grouped
+
+
+def make_posts(n=600, n_images=350, seed=0, unlabeled=0):
+    """``n`` posts, 3 imbalanced classes (70/22/8 %), images shared by several posts, some posts without image."""
+    rnd = random.Random(seed)
+    posts = []
+    for i in range(n):
+        label = rnd.choices(["a", "b", "c"], weights=[70, 22, 8])[0]
+        img = rnd.randrange(n_images)
+        images = [] if img % 17 == 0 else [f"imgs/{img}.jpg", f"imgs/extra-{i}.jpg"]
+        labels = {} if i < unlabeled else {"y": label}
+        posts.append(Post(id=f"p{i:04d}", text=f"text {i}", images=images, labels=labels))
+    return posts
+
+
+def label_share(posts, label):
+    return sum(p.labels.get("y") == label for p in posts) / len(posts)
+
+
+def test_stratified_split_keeps_class_proportions_and_fractions():
+    posts = make_posts()
+    out = stratified_split(posts, "y")
+    assert out is not posts and out == posts and all(a is b for a, b in zip(out, posts))  # updated in place
+    groups = by_split(posts)
+    assert list(groups) == ["train", "dev", "test"]
+    assert abs(len(groups["train"]) / 600 - 0.8) < 0.03
+    assert abs(len(groups["dev"]) / 600 - 0.1) < 0.03 and abs(len(groups["test"]) / 600 - 0.1) < 0.03
+    for label in "abc":
+        overall = label_share(posts, label)
+        for name, part in groups.items():
+            assert abs(label_share(part, label) - overall) < 0.04, (name, label)
+
+
+def test_stratified_split_never_splits_an_image_group():
+    posts = make_posts()
+    stratified_split(posts, "y", (0.6, 0.2, 0.2), seed=3)
+    per_image = {}
+    for p in posts:
+        if p.images:
+            per_image.setdefault(p.images[0], set()).add(p.meta["split"])
+    assert max(len(s) for s in per_image.values()) == 1
+    assert any(len([p for p in posts if p.images[:1] == [img]]) > 1 for img in per_image)  # the test means it
+    # without grouping, shared images do straddle splits
+    stratified_split(posts, "y", (0.6, 0.2, 0.2), seed=3, group_by_image=False, overwrite=True)
+    per_image = {}
+    for p in posts:
+        if p.images:
+            per_image.setdefault(p.images[0], set()).add(p.meta["split"])
+    assert max(len(s) for s in per_image.values()) > 1
+
+
+def test_stratified_split_is_deterministic_and_order_independent():
+    def splits(posts):
+        return {p.id: p.meta["split"] for p in posts}
+
+    first = splits(stratified_split(make_posts(), "y", seed=7))
+    assert first == splits(stratified_split(make_posts(), "y", seed=7))
+    shuffled = make_posts()
+    random.Random(1).shuffle(shuffled)
+    assert splits(stratified_split(shuffled, "y", seed=7)) == first
+    assert splits(stratified_split(make_posts(), "y", seed=8)) != first
+
+
+def test_stratified_split_spreads_unlabeled_posts_and_custom_names():
+    posts = make_posts(unlabeled=100)
+    stratified_split(posts, "y", (0.5, 0.5), names=("fit", "holdout"))
+    unlabeled = Counter(p.meta["split"] for p in posts if "y" not in p.labels)
+    assert set(unlabeled) == {"fit", "holdout"} and abs(unlabeled["fit"] - 50) <= 12
+
+
+def test_stratified_split_keeps_existing_splits_unless_overwrite():
+    posts = make_posts(n=200, n_images=150)
+    posts[0].meta["split"] = "test"
+    sharing = [p for p in posts[1:] if p.images[:1] == posts[0].images[:1] and posts[0].images]
+    assert sharing  # the data has another post with the same first image
+    stratified_split(posts, "y")
+    assert posts[0].meta["split"] == "test"
+    assert all(p.meta["split"] == "test" for p in sharing)  # joins its image group's split
+    stratified_split(posts, "y", overwrite=True, seed=5)
+    assert all(p.meta["split"] in ("train", "dev", "test") for p in posts)
+
+
+def test_stratified_split_rejects_bad_requests():
+    posts = make_posts(n=50)
+    with pytest.raises(ValueError, match="sum to 1"):
+        stratified_split(posts, "y", (0.8, 0.3, 0.1))
+    with pytest.raises(ValueError, match="fractions"):
+        stratified_split(posts, "y", (0.8, 0.2))
+    with pytest.raises(ValueError, match="'sentiment'.*'y'"):
+        stratified_split(posts, "sentiment")
+    assert stratified_split([], "y") == []
+
+
+def test_stratified_split_small_and_rare_classes_do_not_fail():
+    posts = [Post(id=str(i), text="", labels={"y": "rare" if i == 0 else "common"}) for i in range(7)]
+    stratified_split(posts, "y")
+    assert {p.meta["split"] for p in posts} <= {"train", "dev", "test"}
+    assert Counter(p.meta["split"] for p in posts)["train"] >= 5
+    (one,) = stratified_split([Post(id="x", text="", labels={"y": "a"})], "y")
+    assert one.meta["split"] == "train"
+
+
+def test_zero_fraction_split_stays_empty():
+    posts = stratified_split(make_posts(n=300), "y", (0.9, 0.1, 0.0))
+    assert set(Counter(p.meta["split"] for p in posts)) == {"train", "dev"}
+
+
+def _kfold_ids(posts, folds):
+    return [{k: sorted(posts[i].id for i in v) for k, v in f.items()} for f in folds]
+
+
+def test_kfold_test_parts_partition_and_parts_do_not_overlap():
+    posts = make_posts()
+    folds = kfold_splits(posts, "y", k=5, dev_fraction=0.1)
+    assert len(folds) == 5
+    tests = [i for f in folds for i in f["test"]]
+    assert sorted(tests) == list(range(len(posts)))
+    for f in folds:
+        assert set(f) == {"train", "dev", "test"}
+        assert all(f[k] == sorted(f[k]) for k in f)
+        parts = [set(f["train"]), set(f["dev"]), set(f["test"])]
+        assert sum(map(len, parts)) == len(posts) and len(set().union(*parts)) == len(posts)
+        assert abs(len(f["test"]) / 600 - 0.2) < 0.03
+        assert abs(len(f["dev"]) / (600 - len(f["test"])) - 0.1) < 0.03
+
+
+def test_kfold_keeps_groups_and_strata():
+    posts = make_posts()
+    for f in kfold_splits(posts, "y", k=4, seed=2):
+        where = {}
+        for name, idx in f.items():
+            for i in idx:
+                if posts[i].images:
+                    where.setdefault(posts[i].images[0], set()).add(name)
+        assert max(len(s) for s in where.values()) == 1
+        for label in "abc":
+            overall = label_share(posts, label)
+            for name in ("train", "test"):
+                assert abs(label_share([posts[i] for i in f[name]], label) - overall) < 0.04, (name, label)
+            assert abs(label_share([posts[i] for i in f["dev"]], label) - overall) < 0.06
+
+
+def test_kfold_is_deterministic_and_order_independent():
+    posts = make_posts()
+    first = _kfold_ids(posts, kfold_splits(posts, "y", k=3, seed=11))
+    assert first == _kfold_ids(posts, kfold_splits(posts, "y", k=3, seed=11))
+    shuffled = list(posts)
+    random.Random(4).shuffle(shuffled)
+    assert _kfold_ids(shuffled, kfold_splits(shuffled, "y", k=3, seed=11)) == first
+    assert _kfold_ids(posts, kfold_splits(posts, "y", k=3, seed=12)) != first
+
+
+def test_kfold_without_dev_and_bad_requests():
+    posts = make_posts(n=100, n_images=100)
+    folds = kfold_splits(posts, "y", k=5, dev_fraction=0.0, group_by_image=False)
+    assert all(f["dev"] == [] and len(f["train"]) + len(f["test"]) == 100 for f in folds)
+    with pytest.raises(ValueError, match="k must be"):
+        kfold_splits(posts, "y", k=1)
+    with pytest.raises(ValueError, match="dev_fraction"):
+        kfold_splits(posts, "y", dev_fraction=1.0)
+    shared = [Post(id=str(i), text="", images=[f"{i % 3}.jpg"], labels={"y": "a"}) for i in range(30)]
+    with pytest.raises(ValueError, match="at least 5 groups.*got 3"):
+        kfold_splits(shared, "y", k=5)
+    assert len(kfold_splits(shared, "y", k=5, group_by_image=False)) == 5

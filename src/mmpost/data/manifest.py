@@ -1,10 +1,15 @@
-"""Import a user's CSV / JSONL of posts into :class:`~mmpost.data.post.Post` records.
+"""Import a user's CSV / TSV / JSONL / Parquet file of posts into :class:`~mmpost.data.post.Post` records.
 
 A :class:`ColumnMapping` says which column holds what. Every cell is read as a string (an 18-digit tweet id
 stays exact), empty cells become ``""`` or an absent label, and each post remembers where it came from
 (``meta["source"]``, ``meta["row"]``). Only structural problems raise :class:`ManifestError` (missing file,
 missing mapped column, wrong text encoding, a row that does not parse); content problems (empty text,
 missing image, unknown label ...) are left to :mod:`mmpost.data.validate`, which reports them all at once.
+
+Parquet needs the optional ``pyarrow`` package, imported only when a Parquet file is read. A Parquet table
+gives the same posts as the CSV that pandas would write from it (``DataFrame.to_csv(index=False)``): typed
+cells are turned into the strings that CSV would hold (integers exactly, ``True``/``False`` for booleans, nulls
+empty), and a list column mapped as ``image`` gives several images per post.
 """
 from __future__ import annotations
 
@@ -37,8 +42,9 @@ SPLIT_ALIASES = {
 }
 
 _RESERVED_META = ("source", "row", "split")
-_FORMATS = ("csv", "jsonl")
-_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_FORMATS = ("csv", "jsonl", "parquet")
+_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+               ".pq": "parquet"}
 
 
 class ManifestError(ValueError):
@@ -54,13 +60,15 @@ class ColumnMapping:
     image         column with image file names or ids; ``None`` → text-only posts
     image_root    folder joined to relative image names (default: the manifest's own folder)
     image_pattern format applied to each image cell value, e.g. ``"T{}.jpg"``
-    image_sep     separator for several images in one cell, e.g. ``";"`` (a JSON list cell also works)
+    image_sep     separator for several images in one cell, e.g. ``";"`` (a JSON list cell, or a Parquet list
+                  column, also works)
     labels        task name → column
     label_values  task name → {raw value → label name}; unmapped values are kept as they are
     split         column holding train/dev/test (``val``/``valid``/``validation`` → ``dev``)
     keep          extra columns copied into ``Post.meta``
-    format        ``"csv"`` or ``"jsonl"``; ``None`` → from the extension (.csv/.tsv, .jsonl/.ndjson)
-    encoding      text encoding of the file
+    format        ``"csv"``, ``"jsonl"`` or ``"parquet"``; ``None`` → from the extension (.csv/.tsv,
+                  .jsonl/.ndjson, .parquet/.pq)
+    encoding      text encoding of the file (CSV and JSONL; Parquet strings are always UTF-8)
     csv_options   passed to the CSV reader (``delimiter``/``sep``, ``quotechar``, ``escapechar``, ``doublequote``,
                   ``skipinitialspace``, ``quoting``, ``strict``)
     """
@@ -386,21 +394,112 @@ def _load_jsonl(path: str, mapping: ColumnMapping) -> list[Post]:
     return [rr.post(obj.get, lineno) for lineno, obj in rows]
 
 
+# -------------------------------------------------------------------------------------------------- Parquet
+
+_PARQUET_BATCH_ROWS = 65536
+
+
+def _parquet_json_default(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).decode("utf-8", errors="replace")
+    return str(v)
+
+
+def _parquet_cell(v: Any, path: str, row: int, col: str) -> str:
+    """One Parquet value (as pyarrow gives it to Python) → the string a CSV written by pandas would hold."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    if isinstance(v, (bytes, bytearray)):
+        try:
+            return bytes(v).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{path}: row {row}, column {col!r}: binary cell is not UTF-8 text "
+                                f"(byte {bytes(v)[e.start:e.end][:4].hex(' ')} at offset {e.start})") from None
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v, ensure_ascii=False, default=_parquet_json_default)
+    return str(v)  # dates, times, decimals, durations
+
+
+def _load_parquet(path: str, mapping: ColumnMapping) -> list[Post]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ManifestError(f"{path}: reading Parquet files needs the pyarrow package: pip install pyarrow") from None
+    if os.path.isdir(path):
+        raise ManifestError(f"{path}: is a folder, not a manifest file")
+    if not os.path.exists(path):
+        raise ManifestError(f"{path}: file not found")
+    try:
+        pf = pq.ParquetFile(path)
+        names = list(pf.schema_arrow.names)
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read file ({e})") from None
+    except Exception as e:  # pyarrow.ArrowInvalid and friends: not a Parquet file, or a damaged one
+        raise ManifestError(f"{path}: not a readable Parquet file ({e})") from None
+
+    # header names are matched stripped, as for CSV
+    by_name: dict[str, list[str]] = {}
+    for n in names:
+        by_name.setdefault(n.strip(), []).append(n)
+    _missing_columns_error(path, mapping, list(by_name), "mapped column(s)")
+    needed = list(dict.fromkeys(c for c, _ in mapping.required_columns()))
+    ambiguous = sorted(c for c in needed if len(by_name[c]) > 1)
+    if ambiguous:
+        raise ManifestError(f"{path}: column(s) {ambiguous} appear more than once in the table")
+    source = {c: by_name[c][0] for c in needed}
+    image_col = mapping.image
+
+    rr = _RowReader(path, mapping)
+    posts: list[Post] = []
+    row = 0
+    try:
+        batches = pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[source[c] for c in needed])
+        for batch in batches:
+            values = {c: batch.column(i).to_pylist() for i, c in enumerate(needed)}
+            for j in range(batch.num_rows):
+                row += 1
+
+                def get(col: str, _j=j, _row=row):
+                    v = values[col][_j]
+                    if col == image_col and isinstance(v, (list, tuple)):
+                        return [_parquet_cell(x, path, _row, col) for x in v]
+                    return _parquet_cell(v, path, _row, col)
+
+                posts.append(rr.post(get, row))
+    except ManifestError:
+        raise
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read file ({e})") from None
+    except Exception as e:  # a damaged row group, an unsupported type
+        raise ManifestError(f"{path}: cannot read Parquet data after row {row} ({type(e).__name__}: {e})") from None
+    return posts
+
+
 # ------------------------------------------------------------------------------------------------ public API
 
 
 def load_manifest(path: str | os.PathLike, mapping: ColumnMapping | None = None) -> list[Post]:
-    """Read a CSV or JSONL manifest into posts (see :class:`ColumnMapping`).
+    """Read a CSV, TSV, JSONL or Parquet manifest into posts (see :class:`ColumnMapping`).
 
     ``meta`` of each post holds ``source`` (the path), ``row`` (1-based data row for CSV, header not counted;
-    the line number for JSONL), ``split`` when mapped, and the ``keep`` columns.
-    Raises :class:`ManifestError` for structural problems only.
+    the line number for JSONL; the 1-based row of the table for Parquet), ``split`` when mapped, and the
+    ``keep`` columns. Raises :class:`ManifestError` for structural problems only.
     """
     mapping = mapping if mapping is not None else ColumnMapping()
     path = os.fspath(path)
     fmt = _detect_format(path, mapping)
     if fmt == "csv":
         return _load_csv(path, mapping)
+    if fmt == "parquet":
+        return _load_parquet(path, mapping)
     return _load_jsonl(path, mapping)
 
 

@@ -1,16 +1,28 @@
 """Deterministic train/dev/test splits for data that comes without them.
 
-A post's split depends only on its key (the id by default) and a salt, never on the order or number of
-posts, so adding posts later does not move existing ones, and the same id always lands in the same split.
+Two kinds:
+
+* :func:`hash_split` / :func:`assign_splits`: a post's split depends only on its key (the id by default) and a
+  salt, never on the order or number of posts, so adding posts later does not move existing ones, and the same
+  id always lands in the same split. Label proportions are kept only on average.
+* :func:`stratified_split` / :func:`kfold_splits`: each split (or fold) keeps the label distribution of one
+  task, and posts that share an image never straddle two splits (no leakage of an image from train into test).
+  The result depends on the seed and on the set of posts (it is computed from posts sorted by id, so not on
+  their order), but adding posts may move others. Built on scikit-learn's ``StratifiedKFold`` /
+  ``StratifiedGroupKFold``: the posts are cut into equal folds and whole folds are given to each split.
 """
 from __future__ import annotations
 
 import hashlib
+import os
+import warnings
 from typing import Callable, Iterable, Sequence
+
+import numpy as np
 
 from .post import Post
 
-__all__ = ["SPLIT_NAMES", "hash_split", "assign_splits", "by_split"]
+__all__ = ["SPLIT_NAMES", "hash_split", "assign_splits", "by_split", "stratified_split", "kfold_splits"]
 
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -74,3 +86,188 @@ def by_split(posts: Iterable[Post]) -> dict[str, list[Post]]:
         groups.setdefault(str(s), []).append(p)
     order = [n for n in SPLIT_NAMES if n in groups] + [n for n in groups if n not in SPLIT_NAMES]
     return {n: groups[n] for n in order}
+
+
+# ------------------------------------------------------------------------------------ stratified and grouped
+
+_MAX_FOLDS = 100  # finest cut used to approximate fractions that are no multiple of 1/n for a small n
+
+
+def _fold_counts(fractions: Sequence[float], n: int) -> list[int]:
+    """Split ``n`` folds among the fractions by largest remainder (ties → the earlier split)."""
+    exact = [f * n for f in fractions]
+    counts = [int(np.floor(e + 1e-9)) for e in exact]
+    rest = n - sum(counts)
+    by_remainder = sorted(range(len(exact)), key=lambda j: (-(exact[j] - counts[j]), j))
+    for j in by_remainder[:max(rest, 0)]:
+        counts[j] += 1
+    for j in reversed(by_remainder):  # fractions summing to a hair over 1
+        if sum(counts) <= n:
+            break
+        counts[j] -= 1 if counts[j] > 0 else 0
+    return counts
+
+
+def _fold_plan(fractions: Sequence[float], n_units: int) -> list[int]:
+    """How many equal folds each split gets: the fewest folds that give the fractions within 0.005 (e.g. 10
+    folds → 8/1/1 for 0.8/0.1/0.1), else :data:`_MAX_FOLDS`; never more folds than units to spread."""
+    n = next((m for m in range(1, _MAX_FOLDS + 1)
+              if all(abs(c / m - f) <= 0.005 for c, f in zip(_fold_counts(fractions, m), fractions))), _MAX_FOLDS)
+    return _fold_counts(fractions, max(1, min(n, n_units)))
+
+
+def _sub_seed(seed: int, *more: int) -> int:
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *more]).generate_state(1)[0])
+
+
+def _fold_of(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold number per sample: stratified by ``y``, a group never in two folds, shuffled by ``seed``.
+    Needs at least ``n_folds`` groups. Where no class has ``n_folds`` samples, stratifying cannot work and the
+    folds are only grouped and shuffled."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    fold = np.zeros(len(y), dtype=np.int64)
+    if n_folds < 2 or len(y) == 0:
+        return fold
+    if np.bincount(y).max() < n_folds:
+        y = np.zeros_like(y)
+    singletons = len(np.unique(groups)) == len(groups)
+    random_state = _sub_seed(seed) % 2**32
+    with warnings.catch_warnings():
+        # "The least populated class in y has only 1 members ...": such a class is spread as far as it goes
+        warnings.filterwarnings("ignore", message=".*least populated class.*", category=UserWarning)
+        if singletons:  # much faster, same contract
+            cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+            parts = cv.split(np.zeros(len(y)), y)
+        else:
+            cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+            parts = cv.split(np.zeros(len(y)), y, groups)
+        for f, (_, test) in enumerate(parts):
+            fold[test] = f
+    return fold
+
+
+def _image_key(p: Post) -> str | None:
+    if not p.images:
+        return None
+    name = str(p.images[0])
+    return name if "://" in name else os.path.normpath(name)
+
+
+class _Prepared:
+    """Posts sorted by id (so the order of the input does not matter), with strata and groups as integers."""
+
+    def __init__(self, posts: list[Post], task: str, group_by_image: bool):
+        if not any(task in p.labels for p in posts):
+            known = sorted({t for p in posts for t in p.labels})
+            raise ValueError(f"no post has a label for task {task!r}; tasks with labels: {known or '(none)'}")
+        self.order = sorted(range(len(posts)), key=lambda i: (posts[i].id, posts[i].text,
+                                                              tuple(posts[i].images), i))
+        strata: dict[str | None, int] = {}
+        groups: dict[str, int] = {}
+        y, g = [], []
+        for pos, i in enumerate(self.order):
+            p = posts[i]
+            y.append(strata.setdefault(p.labels.get(task), len(strata)))  # no label → a stratum of its own
+            key = _image_key(p) if group_by_image else None
+            g.append(groups.setdefault(key, len(groups)) if key is not None else -1 - pos)
+        self.y = np.asarray(y, dtype=np.int64)
+        self.groups = np.asarray(g, dtype=np.int64)
+        self.group_key = {i: int(self.groups[pos]) for pos, i in enumerate(self.order)}
+
+    def split_parts(self, sel: np.ndarray, fractions: Sequence[float], seed: int) -> np.ndarray:
+        """Split index (into ``fractions``) for the sorted positions ``sel``."""
+        if len(sel) == 0:
+            return np.zeros(0, dtype=np.int64)
+        y, g = self.y[sel], self.groups[sel]
+        counts = _fold_plan(fractions, len(np.unique(g)))
+        fold = _fold_of(np.unique(y, return_inverse=True)[1], g, sum(counts), seed)
+        return np.repeat(np.arange(len(counts)), counts)[fold]
+
+
+def stratified_split(posts: Iterable[Post], task: str, fractions: Sequence[float] = (0.8, 0.1, 0.1), *,
+                     seed: int = 0, group_by_image: bool = True, names: Sequence[str] = SPLIT_NAMES,
+                     overwrite: bool = False) -> list[Post]:
+    """Set ``meta["split"]`` so that every split keeps the label distribution of ``task``.
+
+    Posts without a label for ``task`` form a stratum of their own and are spread the same way. With
+    ``group_by_image``, posts that share their first image path are one group and always land in the same
+    split (files with equal content under different names are not detected). The posts, sorted by id, are cut
+    into equal stratified folds (10 for 0.8/0.1/0.1; up to 100 for fractions that need it) and each split gets
+    whole folds, so the sizes follow the fractions up to a fold and up to the size of the groups.
+
+    Without ``overwrite`` only posts without a split are assigned: a post whose image group already has a
+    split joins that split, the others are split stratified among themselves. The result depends only on the
+    seed and the set of posts, not on their order. Small data: a class with fewer posts than folds is spread
+    as far as it goes (so a rare class may be missing from dev or test), and with fewer groups than folds some
+    splits stay empty. Raises ValueError for bad fractions or when no post has a label for ``task``.
+    Posts are updated in place; the same posts are returned as a list.
+    """
+    fr = _check(fractions, names)
+    posts = list(posts)
+    if not posts:
+        return posts
+    prep = _Prepared(posts, task, group_by_image)
+    todo: list[int] = []  # sorted positions still to assign
+    if overwrite:
+        todo = list(range(len(posts)))
+    else:
+        taken: dict[int, str] = {}
+        for i in prep.order:
+            s = posts[i].meta.get("split")
+            if s:
+                taken.setdefault(prep.group_key[i], str(s))
+        for pos, i in enumerate(prep.order):
+            if posts[i].meta.get("split"):
+                continue
+            g = prep.group_key[i]
+            if g in taken:
+                posts[i].meta["split"] = taken[g]
+            else:
+                todo.append(pos)
+    sel = np.asarray(todo, dtype=np.int64)
+    part = prep.split_parts(sel, fr, seed)
+    for pos, j in zip(sel.tolist(), part.tolist()):
+        posts[prep.order[pos]].meta["split"] = names[j]
+    return posts
+
+
+def kfold_splits(posts: Iterable[Post], task: str, k: int = 5, *, seed: int = 0, group_by_image: bool = True,
+                 dev_fraction: float = 0.1) -> list[dict[str, list[int]]]:
+    """``k`` folds for benchmarks: ``[{"train": [...], "dev": [...], "test": [...]}, ...]`` of indices into
+    ``posts`` (each list ascending).
+
+    The ``test`` parts of the folds partition all posts and are stratified by ``task`` (posts without a label
+    form a stratum of their own); ``dev`` is ``dev_fraction`` of each fold's non-test posts (stratified and
+    grouped the same way; ``0`` → empty dev), ``train`` the rest. With ``group_by_image`` posts that share
+    their first image path are never in two parts of a fold. Deterministic for a seed and independent of the
+    order of ``posts`` (the same posts by id end up in the same parts). Raises ValueError for ``k < 2``, a
+    ``dev_fraction`` outside [0, 1), fewer than ``k`` groups, or when no post has a label for ``task``.
+    """
+    posts = list(posts)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+    d = float(dev_fraction)
+    if not 0.0 <= d < 1.0:
+        raise ValueError(f"dev_fraction must be in [0, 1), got {dev_fraction!r}")
+    if not posts:
+        raise ValueError("kfold_splits needs posts, got none")
+    prep = _Prepared(posts, task, group_by_image)
+    n_groups = len(np.unique(prep.groups))
+    if n_groups < k:
+        what = "groups (posts, or posts sharing an image)" if group_by_image else "posts"
+        raise ValueError(f"k={k} folds need at least {k} {what}, got {n_groups}")
+    fold = _fold_of(prep.y, prep.groups, int(k), seed)
+    order = np.asarray(prep.order, dtype=np.int64)
+    out = []
+    for f in range(int(k)):
+        test = np.flatnonzero(fold == f)
+        rest = np.flatnonzero(fold != f)
+        dev = rest[:0]
+        if d > 0:
+            part = prep.split_parts(rest, (1.0 - d, d), _sub_seed(seed, f + 1))
+            dev = rest[part == 1]
+            rest = rest[part == 0]
+        out.append({name: sorted(order[pos].tolist()) for name, pos in (("train", rest), ("dev", dev),
+                                                                         ("test", test))})
+    return out
