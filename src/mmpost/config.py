@@ -51,7 +51,9 @@ class DataConfig:
     require_image: bool = False            # keep only posts whose (first) image file exists
     policy: str = "stop"                   # bad rows: stop (with a report) | skip | text-only
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    split_salt: str = "mmpost"
+    split_method: str = "stratified"       # for data without splits: stratified (by label, grouped by image) | hash
+    split_seed: int = 0
+    split_salt: str = "mmpost"             # hash method only
     limit: int | None = None               # use the first N posts (quick runs)
 
 
@@ -162,6 +164,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def check(cfg: RunConfig) -> None:
     if cfg.data.policy not in ("stop", "skip", "text-only"):
         raise ConfigError(f"data.policy must be stop, skip or text-only, got {cfg.data.policy!r}")
+    if cfg.data.split_method not in ("stratified", "hash"):
+        raise ConfigError(f"data.split_method must be stratified or hash, got {cfg.data.split_method!r}")
     if cfg.data.source not in ("synthetic", "manifest"):
         raise ConfigError(f"data.source must be synthetic or manifest, got {cfg.data.source!r}")
     if cfg.data.source == "manifest" and not cfg.data.path:

@@ -10,7 +10,7 @@ from pathlib import Path
 from mmpost.config import DataConfig, default_cache_dir, resolve
 from mmpost.data.manifest import ColumnMapping, load_manifest
 from mmpost.data.post import Post
-from mmpost.data.splits import assign_splits, by_split
+from mmpost.data.splits import assign_splits, by_split, stratified_split
 from mmpost.data.validate import apply_policy, validate_posts
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,13 @@ def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path
         posts = [p for p in posts if task in p.labels]
         notes.append(f"{unlabelled} posts without a `{task}` label were left out")
     if not any("split" in p.meta and p.meta["split"] for p in posts):
-        notes.append(f"no split column: posts were split {cfg.split_fractions} by a hash of their id")
-    posts = assign_splits(posts, tuple(cfg.split_fractions), salt=cfg.split_salt)
+        how = ("stratified by label and grouped by image (seed {})".format(cfg.split_seed)
+               if cfg.split_method == "stratified" else "by a hash of their id")
+        notes.append(f"no split column: posts were split {list(cfg.split_fractions)} {how}")
+    if cfg.split_method == "stratified":
+        posts = stratified_split(posts, task, tuple(cfg.split_fractions), seed=cfg.split_seed)
+    else:
+        posts = assign_splits(posts, tuple(cfg.split_fractions), salt=cfg.split_salt)
     splits = by_split(posts)
     splits = {name: splits.get(name, []) for name in SPLITS}
     if require_splits:
