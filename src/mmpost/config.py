@@ -62,10 +62,10 @@ class EncoderConfig:
     name: str
     path: str | None = None                # HF name or local folder for "hf-text"
     trainable: bool = False
-    pooling: str = "mean"
+    pooling: str | None = None             # mean | cls; default: the encoder's own (minilm mean, hf-* cls)
     max_length: int = 128
-    image_size: int = 224
-    fit: str = "crop"
+    image_size: int | None = None          # default: the encoder's own (224 for EfficientNet-Lite0)
+    fit: str = "crop"                      # crop | pad | squash
 
 
 @dataclass
