@@ -49,3 +49,24 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="not a local folder"):
         build_tower(EncoderConfig(name="hf-text", path="no-such-org/no-such-model"))
+
+
+def test_roberta_like_models_load_too(tmp_path):
+    """Bernice and RoBERTa are RoBERTa-type: BPE tokenizer, no token_type_ids."""
+    import json
+
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "c": 5, "a": 6, "t": 7, "Ġ": 8, "ca": 9,
+             "cat": 10, "Ġcat": 11}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\nc a\nca t\nĠ cat\n")
+    tok = RobertaTokenizerFast(vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt"))
+    tok.save_pretrained(tmp_path / "rob")
+    cfg = RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=40, pad_token_id=1)
+    RobertaModel(cfg).save_pretrained(tmp_path / "rob")
+    tower = build_tower(EncoderConfig(name="hf-text", path=str(tmp_path / "rob")))
+    inputs = tower.tokenize(["cat cat cat", "cat"])
+    assert "token_type_ids" not in inputs or inputs["token_type_ids"].abs().sum() == 0
+    out = tower(inputs)
+    assert out.pooled.shape == (2, 16) and out.tokens.shape[:2] == out.mask.shape
