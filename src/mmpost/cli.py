@@ -46,6 +46,15 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
     Console(width=max(100, Console().width)).print(t)
 
 
+def _metrics_table(title: str, metrics: dict) -> None:
+    def wf1(m: dict) -> str:
+        ci = m.get("weighted_f1_ci95")
+        return f"{m['weighted_f1']:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+    rows = [[split, task, wf1(m), f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}", f"{m['mcc']:.3f}", str(m["n"])]
+            for split, tasks in metrics.items() for task, m in tasks.items()]
+    _table(title, ["split", "task", "weighted F1 (95% CI)", "macro F1", "accuracy", "MCC", "n"], rows)
+
+
 @app.command()
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Freeze both towers and train on cached features (< 3 min on 2 cores).")] = False,
@@ -118,12 +127,7 @@ def train(
         raise typer.Exit(code=3)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
         _fail(e)
-    rows = [[split, task, f"{m['weighted_f1']:.3f}", f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}",
-             f"{m['mcc']:.3f}", str(m["n"])] for split, tasks in result.metrics.items() for task, m in tasks.items()]
-    b = result.baseline
-    rows.append(["majority", cfg.task, f"{b['weighted_f1']:.3f}", f"{b['macro_f1']:.3f}", f"{b['accuracy']:.3f}",
-                 f"{b['mcc']:.3f}", str(b["n"])])
-    _table(f"{result.run_dir}", ["split", "task", "weighted F1", "macro F1", "accuracy", "MCC", "n"], rows)
+    _metrics_table(str(result.run_dir), {**result.metrics, "majority": {cfg.task: result.baseline}})
 
 
 @app.command()
@@ -144,9 +148,7 @@ def evaluate(
         raise typer.Exit(code=3)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
-    rows = [[split, task, f"{m['weighted_f1']:.3f}", f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}",
-             f"{m['mcc']:.3f}", str(m["n"])] for split, tasks in metrics.items() for task, m in tasks.items()]
-    _table(str(out), ["split", "task", "weighted F1", "macro F1", "accuracy", "MCC", "n"], rows)
+    _metrics_table(str(out), metrics)
 
 
 @app.command()
