@@ -39,3 +39,22 @@ def test_cached_features_equal_direct_ones(tmp_path):
     for other in (cached, again):
         np.testing.assert_allclose(other.text, direct.text, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(other.image, direct.image, rtol=1e-5, atol=1e-6)
+
+
+def test_image_tokens_for_posts_without_any_image_keep_one_masked_slot(tmp_path):
+    posts = [Post("1", "x", []), Post("2", "y", [])]
+    for cache in (None, tmp_path / "cache"):
+        f = post_features(posts, TinyTextTower(), TinyImageTower(), cache_dir=cache, progress=False,
+                          image_tokens=True, text_first_token=True)
+        assert f.image.shape == (2, 1, TinyImageTower().dim) and not f.has_image.any()
+        assert f.text.shape == (2, TinyTextTower().dim)
+
+
+def test_first_token_text_features_are_the_towers_first_token(tmp_path):
+    import torch
+    text = TinyTextTower()
+    posts = [Post("1", "a b c", []), Post("2", "d e", [])]
+    f = post_features(posts, text, None, cache_dir=tmp_path / "cache", progress=False, text_first_token=True)
+    with torch.no_grad():
+        want = text(text.tokenize(["a b c", "d e"])).tokens[:, 0].numpy()
+    np.testing.assert_allclose(f.text, want, rtol=1e-5, atol=1e-6)

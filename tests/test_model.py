@@ -87,3 +87,26 @@ def test_att_text_tokens_attend_over_image_tokens():
     out = model(batch)
     out.logits.sum().backward()
     assert model.attention.in_proj_weight.grad is not None
+
+
+def test_att_reads_the_same_from_a_cached_first_text_token():
+    from mmpost.models.att import BerViTAtt
+    text, image = TinyTextTower(), TinyImageTower()
+    model = BerViTAtt(text, image, num_classes=3, config=BerViTAtt.Config(heads=2)).eval()
+    batch = _token_batch(text)
+    from_tower = model(batch).logits.detach()
+    batch.text_features = text(batch.text_inputs).tokens[:, 0].detach()   # what the cache holds
+    batch.text_inputs = None
+    assert torch.allclose(model(batch).logits, from_tower, atol=1e-6)
+
+
+def test_att_full_query_attention_equals_first_token_query():
+    """Reading only the first token's output, the other text tokens as queries change nothing."""
+    from mmpost.models.att import BerViTAtt
+    text, image = TinyTextTower(), TinyImageTower()
+    model = BerViTAtt(text, image, num_classes=3, config=BerViTAtt.Config(heads=2)).eval()
+    tokens = torch.randn(3, 5, 16)
+    img = torch.randn(3, 7, 16)
+    full, _ = model.attention(tokens, img, img, need_weights=False)
+    first, _ = model.attention(tokens[:, :1], img, img, need_weights=False)
+    assert torch.allclose(full[:, 0], first[:, 0], atol=1e-6)

@@ -42,9 +42,11 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "synthetic"              # "synthetic" (the embedded default) or "manifest"
+    source: str = "synthetic"              # "synthetic" (the embedded default), "manifest", or a dataset adapter
     data_root: str | None = None           # default: $MMPOST_DATA_ROOT
     path: str | None = None                # the manifest, relative to data_root unless absolute
+    options: dict[str, Any] = field(default_factory=dict)   # a dataset adapter's options (`mmpost datasets`)
+    image_root: str | None = None          # a dataset adapter's images, where you have them
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     labels: list[str] | None = None        # the task's label names in order; default: those seen in train
@@ -55,6 +57,7 @@ class DataConfig:
     split_seed: int = 0
     split_salt: str = "mmpost"             # hash method only
     limit: int | None = None               # use the first N posts (quick runs)
+    max_train: int | None = None           # at most N training posts: a stratified, seeded subsample (split_seed)
 
 
 @dataclass
@@ -136,6 +139,33 @@ class ConfigError(ValueError):
     pass
 
 
+AUX_SETTINGS: dict[str, list[str]] = {      # the grid's auxiliary settings → run overrides
+    "base": ["objectives.itc=false", "objectives.itm=false"],
+    "itc": ["objectives.itc=true", "objectives.itm=false"],
+    "itm": ["objectives.itc=false", "objectives.itm=true"],
+    "itc+itm": ["objectives.itc=true", "objectives.itm=true"],
+}
+
+
+@dataclass
+class GridDataset:
+    name: str                              # the row label in the tables
+    recipe: str                            # a run recipe (YAML), relative to the grid file unless absolute
+    task: str | None = None                # default: the recipe's
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GridConfig:
+    """``mmpost grid``: every dataset × model × aux setting × seed is one run (a cell)."""
+    datasets: list[GridDataset] = field(default_factory=list)
+    models: list[str] = field(default_factory=lambda: ["conc", "att"])
+    aux: list[str] = field(default_factory=lambda: list(AUX_SETTINGS))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: list[str] = field(default_factory=list)   # for every cell, after the dataset's
+    out_dir: str = "runs/grid"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: RunConfig | None = None) -> RunConfig:
     schema = OmegaConf.structured(base or RunConfig())
@@ -167,13 +197,40 @@ def check(cfg: RunConfig) -> None:
     if cfg.data.split_method not in ("stratified", "hash"):
         raise ConfigError(f"data.split_method must be stratified or hash, got {cfg.data.split_method!r}")
     if cfg.data.source not in ("synthetic", "manifest"):
-        raise ConfigError(f"data.source must be synthetic or manifest, got {cfg.data.source!r}")
+        from mmpost import registry
+        if cfg.data.source not in registry.names("dataset"):
+            raise ConfigError(f"data.source must be synthetic, manifest or a dataset adapter "
+                              f"({', '.join(registry.names('dataset'))}), got {cfg.data.source!r}")
     if cfg.data.source == "manifest" and not cfg.data.path:
         raise ConfigError("data.source=manifest needs data.path (a CSV or JSONL file)")
     if cfg.objectives.itm_negatives not in ("random", "hard"):
         raise ConfigError(f"objectives.itm_negatives must be random or hard, got {cfg.objectives.itm_negatives!r}")
     if cfg.objectives.weighting not in ("additive", "convex"):
         raise ConfigError(f"objectives.weighting must be additive or convex, got {cfg.objectives.weighting!r}")
+
+
+def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfig:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"grid file not found: {p}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(GridConfig()), OmegaConf.load(p),
+                                 OmegaConf.from_dotlist(list(overrides or [])))
+        grid: GridConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except Exception as e:
+        raise ConfigError(f"bad grid file {p}: {e}") from None
+    if not grid.datasets:
+        raise ConfigError(f"{p} lists no datasets")
+    bad = [a for a in grid.aux if a not in AUX_SETTINGS]
+    if bad:
+        raise ConfigError(f"{p}: unknown aux setting(s) {bad}; known: {', '.join(AUX_SETTINGS)}")
+    names = [d.name for d in grid.datasets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{p}: dataset names must be unique, got {names}")
+    for d in grid.datasets:
+        if not Path(d.recipe).is_absolute():
+            d.recipe = str((p.parent / d.recipe).resolve()) if (p.parent / d.recipe).exists() else d.recipe
+    return grid
 
 
 def to_yaml(cfg: RunConfig) -> str:

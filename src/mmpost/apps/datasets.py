@@ -1,5 +1,5 @@
 """Posts → datasets in the form a model family reads: cached features for frozen towers where the family
-reads pooled vectors (or image tokens), raw inputs where a tower runs during training."""
+reads pooled vectors (or the first text token, or image tokens), raw inputs where a tower runs during training."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,7 +27,8 @@ def build_datasets(splits: dict[str, Sequence[Post]], labels: dict[str, np.ndarr
     posts = [p for split in splits.values() for p in split]
     feats = post_features(posts, None if raw_text else text_tower, None if raw_image else image_tower,
                           cache_dir=cache_dir(cfg), progress=cfg.progress,
-                          image_tokens=family.image_input == "tokens")
+                          image_tokens=family.image_input == "tokens",
+                          text_first_token=family.text_input == "first-token")
     datasets, start = {}, 0
     for name, split in splits.items():
         rows = slice(start, start + len(split))

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmpost.config import DataConfig, default_cache_dir, resolve
+from mmpost.config import DataConfig, data_root, default_cache_dir, resolve
 from mmpost.data.manifest import ColumnMapping, load_manifest
 from mmpost.data.post import Post
 from mmpost.data.splits import assign_splits, by_split, stratified_split
@@ -41,13 +41,31 @@ def synthetic_dir(cfg: DataConfig) -> Path:
 
 
 def load_posts(cfg: DataConfig, path: str | None = None) -> list[Post]:
-    """Posts from the embedded generator or from a manifest (``path`` overrides ``cfg.path``)."""
+    """Posts from the embedded generator, a dataset adapter or a manifest (``path`` overrides both)."""
+    return load_source(cfg, path)[0]
+
+
+def load_source(cfg: DataConfig, path: str | None = None) -> tuple[list[Post], list[str]]:
+    """Posts and the source's notes (an adapter says what it inferred, which images are absent, ...)."""
     if cfg.source == "synthetic" and path is None:
         from mmpost.data.synthetic import generate_posts
         s = cfg.synthetic
-        return generate_posts(synthetic_dir(cfg), n=s.n, size=s.size, seed=s.seed, words_in_image=s.words_in_image)
+        posts = generate_posts(synthetic_dir(cfg), n=s.n, size=s.size, seed=s.seed, words_in_image=s.words_in_image)
+        return posts, []
+    if cfg.source not in ("synthetic", "manifest") and path is None:
+        from mmpost.data.sources import get_source
+        root = data_root(cfg)
+        if root is None:
+            raise ValueError(f"dataset {cfg.source!r} reads its files under the data root: set MMPOST_DATA_ROOT "
+                             "or data.data_root")
+        image_root = resolve(cfg, cfg.image_root) if cfg.image_root else None
+        loaded = get_source(cfg.source).load(root, image_root=Path(image_root) if image_root else None,
+                                             **dict(cfg.options))
+        for note in loaded.notes:
+            log.info("%s: %s", cfg.source, note)
+        return loaded.posts, list(loaded.notes)
     manifest = resolve(cfg, path or cfg.path)
-    return load_manifest(manifest, column_mapping(cfg))  # type: ignore[arg-type]
+    return load_manifest(manifest, column_mapping(cfg)), []  # type: ignore[arg-type]
 
 
 def default_labels(task: str, cfg: DataConfig, posts: list[Post]) -> list[str]:
@@ -58,13 +76,29 @@ def default_labels(task: str, cfg: DataConfig, posts: list[Post]) -> list[str]:
         if task not in SYNTHETIC_TASKS:
             raise ValueError(f"the embedded dataset has no task {task!r}; tasks: {', '.join(SYNTHETIC_TASKS)}")
         return list(SYNTHETIC_TASKS[task])
+    if cfg.source != "manifest":
+        from mmpost.data.sources import get_source
+        tasks = get_source(cfg.source).tasks
+        if task not in tasks:
+            raise ValueError(f"dataset {cfg.source!r} has no task {task!r}; its tasks: {', '.join(tasks)}")
+        return list(tasks[task])
     return sorted({p.labels[task] for p in posts if task in p.labels})
+
+
+def subsample(posts: list[Post], task: str, n: int, *, seed: int) -> list[Post]:
+    """``n`` of ``posts``, stratified by the task's label and seeded; the kept posts stay in their order."""
+    from sklearn.model_selection import train_test_split
+    y = [p.labels.get(task, "") for p in posts]
+    try:
+        keep, _ = train_test_split(list(range(len(posts))), train_size=n, stratify=y, random_state=seed)
+    except ValueError:      # a class too small to stratify: a plain seeded sample
+        keep, _ = train_test_split(list(range(len(posts))), train_size=n, random_state=seed)
+    return [posts[i] for i in sorted(keep)]
 
 
 def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path: str | None = None,
             progress: bool = True, require_splits: bool = True) -> PreparedData:
-    posts = load_posts(cfg, path)
-    notes: list[str] = []
+    posts, notes = load_source(cfg, path)
     counts: dict[str, int] = {"loaded": len(posts)}
     if cfg.require_image:
         before = len(posts)
@@ -99,6 +133,12 @@ def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path
         posts = assign_splits(posts, tuple(cfg.split_fractions), salt=cfg.split_salt)
     splits = by_split(posts)
     splits = {name: splits.get(name, []) for name in SPLITS}
+    if cfg.max_train and len(splits["train"]) > cfg.max_train:
+        splits["train"] = subsample(splits["train"], task, cfg.max_train, seed=cfg.split_seed)
+        notes.append(f"training posts: a stratified sample of {cfg.max_train} (data.max_train, seed {cfg.split_seed})")
+    if not any(p.images for s in splits.values() for p in s) and not any(n.startswith("images:") for n in notes):
+        notes.append("no post has an image: every post ran text-only, with the image masked by the learned "
+                     "no-image vector (image-text objectives have no pairs to learn from)")
     if require_splits:
         empty = [s for s in ("train", "dev") if not splits[s]]
         if empty:

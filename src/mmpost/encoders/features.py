@@ -30,8 +30,9 @@ class PostFeatures:
 
 @torch.inference_mode()
 def encode_texts(tower: TextTower, texts: Sequence[str], *, batch_size: int = 64,
-                 progress: bool = True) -> np.ndarray:
-    """Pooled text features [N, D]; batches hold texts of similar length (less padding)."""
+                 progress: bool = True, first_token: bool = False) -> np.ndarray:
+    """Pooled text features [N, D] — or, with ``first_token``, the first output token (CLS) — in batches of
+    texts of similar length (less padding)."""
     tower.eval()
     order = np.argsort(tower.token_lengths(list(texts)), kind="stable")
     out = np.zeros((len(texts), tower.dim), dtype=np.float32)
@@ -39,7 +40,8 @@ def encode_texts(tower: TextTower, texts: Sequence[str], *, batch_size: int = 64
                      enabled=progress and len(order) > batch_size):
         idx = order[start:start + batch_size]
         inputs = tower.tokenize([texts[i] for i in idx])
-        out[idx] = tower(inputs).pooled.float().numpy()
+        result = tower(inputs)
+        out[idx] = (result.tokens[:, 0] if first_token else result.pooled).float().numpy()
     return out
 
 
@@ -82,11 +84,12 @@ def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 
 
 
 def _cached_texts(tower: TextTower, texts: list[str], cache_dir: Path, batch_size: int,
-                  progress: bool) -> np.ndarray:
-    cache = FeatureCache(cache_dir / "text", identity=tower.identity + ":pooled", description={"kind": "pooled text"})
+                  progress: bool, first_token: bool = False) -> np.ndarray:
+    kind = "first-token" if first_token else "pooled"
+    cache = FeatureCache(cache_dir / "text", identity=f"{tower.identity}:{kind}", description={"kind": f"{kind} text"})
     keys = [content_key(t) for t in texts]
-    return cache.get_or_compute(keys, lambda pos: encode_texts(tower, [texts[i] for i in pos],
-                                                               batch_size=batch_size, progress=progress))
+    return cache.get_or_compute(keys, lambda pos: encode_texts(tower, [texts[i] for i in pos], batch_size=batch_size,
+                                                               progress=progress, first_token=first_token))
 
 
 def _cached_images(tower: ImageTower, paths: list[str], cache_dir: Path, batch_size: int,
@@ -123,7 +126,7 @@ def _cached_images(tower: ImageTower, paths: list[str], cache_dir: Path, batch_s
 
 def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tower: ImageTower | None, *,
                   cache_dir: str | Path | None = None, batch_size: int = 32, progress: bool = True,
-                  image_tokens: bool = False) -> PostFeatures:
+                  image_tokens: bool = False, text_first_token: bool = False) -> PostFeatures:
     """Pooled features of each post's text and images. A post with several images gets the mean of its readable
     images' vectors. A tower given as None is skipped (its rows stay empty); with ``cache_dir`` set, features
     are read from and written to the on-disk cache."""
@@ -132,8 +135,9 @@ def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tow
     paths = [path for p in posts for path in p.images]
     text = np.zeros((len(posts), 0), dtype=np.float32)
     if text_tower is not None:
-        text = (encode_texts(text_tower, texts, batch_size=2 * batch_size, progress=progress) if cache_dir is None
-                else _cached_texts(text_tower, texts, Path(cache_dir), 2 * batch_size, progress))
+        text = (encode_texts(text_tower, texts, batch_size=2 * batch_size, progress=progress,
+                             first_token=text_first_token) if cache_dir is None
+                else _cached_texts(text_tower, texts, Path(cache_dir), 2 * batch_size, progress, text_first_token))
     image = np.zeros((len(posts), image_tower.dim if image_tower is not None else 0), dtype=np.float32)
     has_image = np.zeros(len(posts), dtype=bool)
     image_errors: dict[str, str] = {}
@@ -141,7 +145,10 @@ def post_features(posts: Sequence[Post], text_tower: TextTower | None, image_tow
         img, errs = (encode_images(image_tower, paths, batch_size=batch_size, progress=progress, tokens=image_tokens)
                      if cache_dir is None else
                      _cached_images(image_tower, paths, Path(cache_dir), batch_size, progress, tokens=image_tokens))
-        image = np.zeros((len(posts), *img.shape[1:]), dtype=np.float32)
+        shape = img.shape[1:]
+        if image_tokens and shape[0] == 0:     # no readable image at all: one token, the "no image" vector's slot
+            shape = (1, shape[1])
+        image = np.zeros((len(posts), *shape), dtype=np.float32)
         counts = np.zeros(len(posts), dtype=np.float32)
         for j, i in enumerate(owners):
             if errs[j] is None:

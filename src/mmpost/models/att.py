@@ -21,7 +21,7 @@ from mmpost.registry import register
 
 @register("model", "att")
 class BerViTAtt(MultimodalModel):
-    text_input = "tokens"
+    text_input = "first-token"
     image_input = "tokens"
 
     @dataclass
@@ -45,23 +45,24 @@ class BerViTAtt(MultimodalModel):
         self.image_proj = nn.Linear(dv, cfg.proj_dim)
         self.itm_head = nn.Linear(d, 2)
 
-    def fuse(self, text_tokens: Tensor, image_tokens: Tensor) -> Tensor:
-        """text_tokens [B, L, d], image_tokens [B, T, d] (projected) → fused [B, d]. Only the first text
-        token's attention output is read, so text padding needs no mask."""
-        attended, _ = self.attention(text_tokens, image_tokens, image_tokens, need_weights=False)
-        return self.fusion(torch.cat([text_tokens[:, 0], attended[:, 0]], dim=-1))
+    def fuse(self, first: Tensor, image_tokens: Tensor) -> Tensor:
+        """first [B, d] (the first text token), image_tokens [B, T, d] (projected) → fused [B, d]. Only the
+        first text token's attention output is read, and queries do not interact, so it is the only query:
+        the rest of the text never needs to reach the model, and a frozen text tower's first token is cached."""
+        attended, _ = self.attention(first[:, None], image_tokens, image_tokens, need_weights=False)
+        return self.fusion(torch.cat([first, attended[:, 0]], dim=-1))
 
     def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> ModelOutput:
-        text = self.text_output(batch)
+        first = self.first_text_token(batch)                   # [B, d]
         image = self.image_tokens(batch)                       # [B, T, Dv]
         image_d = self.image_in(image)
-        fused = self.fuse(text.tokens, image_d)
-        t, v = self.text_proj(text.tokens[:, 0]), self.image_proj(image.mean(dim=1))
+        fused = self.fuse(first, image_d)
+        t, v = self.text_proj(first), self.image_proj(image.mean(dim=1))
         out = ModelOutput(logits=self.classifier(fused), text_embeds=t, image_embeds=v, fused=fused,
                           has_image=batch.has_image)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index
-            out.itm_logits = self.itm_head(self.fuse(text.tokens[ti], image_d[ii]))
+            out.itm_logits = self.itm_head(self.fuse(first[ti], image_d[ii]))
             out.itm_labels = pairs.labels
         return out

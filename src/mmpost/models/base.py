@@ -10,8 +10,9 @@ from mmpost.encoders.base import ImageTower, TextTower, TowerOutput
 
 
 class MultimodalModel(nn.Module):
-    """``text_input`` / ``image_input`` say what a family reads: "pooled" vectors (these can come from the
-    feature cache) or "tokens" (text tokens always come from the tower; image tokens may be cached)."""
+    """``text_input`` / ``image_input`` say what a family reads: "pooled" vectors or, for text, the
+    "first-token" vector (both can come from the feature cache when the tower is frozen), or "tokens" (text
+    tokens always come from the tower; image tokens may be cached)."""
 
     text_input = "pooled"
     image_input = "pooled"
@@ -29,6 +30,12 @@ class MultimodalModel(nn.Module):
         if batch.text_inputs is None:
             raise ValueError("the batch carries neither text features nor text inputs")
         return self.text_tower(batch.text_inputs).pooled
+
+    def first_text_token(self, batch: Batch) -> Tensor:
+        """[B, D]: the text tower's first output token (CLS), cached or computed."""
+        if batch.text_features is not None:
+            return batch.text_features
+        return self.text_output(batch).tokens[:, 0]
 
     def pooled_image(self, batch: Batch) -> Tensor:
         if batch.image_features is not None:
