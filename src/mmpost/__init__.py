@@ -4,12 +4,13 @@
     predictor = mmpost.load("runs/my-run")
     predictor.predict([mmpost.Post(id="1", text="what a day", images=["img/1.jpg"])])
 
-Importing mmpost registers every encoder, model, objective and metric; models and losses import without
+Importing mmpost registers every encoder, model, objective, dataset adapter and metric; models and losses import without
 the CLI (``mmpost.models``, ``mmpost.objectives``).
 """
 from __future__ import annotations
 
 from mmpost import registry
+from mmpost.data import sources  # noqa: F401  (registers dataset adapters)
 from mmpost.data.post import Post
 from mmpost.encoders import efficientnet, hf_image, hf_text  # noqa: F401  (registers encoders)
 from mmpost.evaluation import metrics  # noqa: F401  (registers metrics)

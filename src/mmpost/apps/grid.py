@@ -27,7 +27,7 @@ from mmpost.engine.resume import LAST
 from mmpost.evaluation.tables import CellResult, write_tables
 
 log = logging.getLogger(__name__)
-NO_PAIRS = "no image-text pairs (no image in the training split): base only"
+NO_PAIRS = "no image-text pairs (fewer than 2 training posts have an image): base only"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ def _finished(run_dir: Path) -> CellResult | None:
 
 
 def _has_pairs(data: PreparedData) -> bool:
-    return any(p.images for p in data.splits["train"])
+    """ITC and ITM need at least two posts with an image to contrast or to swap."""
+    return sum(bool(p.images) for p in data.splits["train"]) >= 2
 
 
 def run_grid(grid: GridConfig, *, extra: list[str] | None = None,
