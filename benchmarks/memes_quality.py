@@ -14,7 +14,10 @@ as base / +ITC / +ITM / +ITC+ITM (recipe: configs/memes.yaml); and the configura
 the Conc/Att cell with the best dev weighted F1). Each row: test weighted F1, mean ± std over the 5 folds, and a
 paired t-test across folds against the anchor (and, for Conc/Att cells, against the family's base).
 
-Finished runs are read back from ``--out`` (delete it to re-run); the table goes to ``OUT/results.md``.
+Conc runs use the recipe as it is; Att runs stop after at most 15 epochs (patience 4): on these folds Att fits the
+training posts within a few epochs and its dev score only wanders after that (``--att`` changes it). Runs train
+in ``--workers`` processes at once, one thread each. Finished runs are read back from ``--out`` (delete it to
+re-run); the table goes to ``OUT/results.md``.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import numpy as np
 
 AUX = ("base", "itc", "itm", "itc+itm")
 ANCHOR = "anchor: frozen concat + LR"
+TEXT_ONLY = "text only: MiniLM + LR"
+IMAGE_ONLY = "image only: EfficientNet + LR"
 
 
 def lr_score(x_train, y_train, x_test, y_test) -> float:
@@ -47,6 +52,43 @@ def majority_score(y_train, y_test) -> float:
     return float(f1_score(y_test, np.full(len(y_test), guess), average="weighted"))
 
 
+_WORKER: dict = {}
+
+
+def _init_worker(recipe: str) -> None:
+    """Each worker process: quiet logs, one torch thread, the (frozen) towers built once."""
+    _quiet()
+    import torch
+
+    from mmpost.apps.build import build_tower
+    from mmpost.config import load_config
+    torch.set_num_threads(1)
+    cfg = load_config(recipe, ["progress=false"])
+    _WORKER["towers"] = (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
+
+
+def _quiet() -> None:
+    import logging
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("lightning_fabric", "lightning.fabric", "transformers", "mmpost"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
+def _train_cell(job: dict) -> tuple[str, float]:
+    """One Conc/Att run on one fold (in a worker): its folder holds metrics.json afterwards."""
+    from mmpost.apps.prepare import PreparedData
+    from mmpost.apps.train import train
+    from mmpost.config import load_config
+    t0 = time.time()
+    cfg = load_config(job["recipe"], job["overrides"])
+    data = PreparedData(job["task"], job["labels"], job["splits"])
+    train(cfg, data=data, towers=_WORKER["towers"])
+    return job["run_dir"], time.time() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/bench-memes")
@@ -54,22 +96,20 @@ def main() -> None:
     ap.add_argument("--tasks", default="sentiment,sarcasm,offensive")
     ap.add_argument("--families", default="conc,att")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
+    ap.add_argument("--att", nargs="*", default=["train.epochs=15", "train.patience=4"],
+                    help="overrides for Att runs (it fits the training folds within a few epochs)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every Conc/Att run")
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import logging
-    logging.basicConfig(level=logging.WARNING)
-    for noisy in ("lightning_fabric", "lightning.fabric", "transformers", "mmpost"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
+    _quiet()
+
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     from mmpost.apps.build import build_tower
     from mmpost.apps.datasets import cache_dir
-    from mmpost.apps.prepare import PreparedData
-    from mmpost.apps.train import train
     from mmpost.config import AUX_SETTINGS, data_root, load_config
     from mmpost.data.dataset import label_ids
     from mmpost.data.sources import get_source
@@ -85,11 +125,16 @@ def main() -> None:
     posts = source.load(root).posts
     towers = (build_tower(base_cfg.text_encoder), build_tower(base_cfg.image_encoder))
     feats = post_features(posts, *towers, cache_dir=cache_dir(base_cfg), progress=True)
+    # warm the caches the Att runs read (first text token, image tokens), once, before the workers start
+    if "att" in args.families:
+        post_features(posts, *towers, cache_dir=cache_dir(base_cfg), progress=True, image_tokens=True,
+                      text_first_token=True)
     print(f"{len(posts)} posts, features ready in {time.time() - start:.0f} s", flush=True)
     families = [f for f in args.families.split(",") if f]
     cells = [f"{fam} · {aux}" for fam in families for aux in AUX]
-    scores: dict[str, dict[str, list[float]]] = {}
 
+    plan, jobs = [], []       # plan: (task, fold, cell, run_dir); jobs: the runs still to train
+    lr_rows: dict[str, dict[str, list[float]]] = {}
     for task in args.tasks.split(","):
         labels = source.tasks[task]
         keep = [i for i, p in enumerate(posts) if task in p.labels]
@@ -97,42 +142,47 @@ def main() -> None:
         y = label_ids(task_posts, task, labels)
         text, image = feats.text[keep], feats.image[keep]
         both = np.concatenate([text, image], axis=1)
-        rows: dict[str, list[float]] = {}
+        rows = lr_rows.setdefault(task, {})
         folds = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0)
         for k, (train_idx, test_idx) in enumerate(folds.split(both, y)):
             fit_idx, dev_idx = train_test_split(train_idx, test_size=0.1, stratify=y[train_idx], random_state=0)
             rows.setdefault("majority", []).append(majority_score(y[fit_idx], y[test_idx]))
-            for name, x in ((ANCHOR, both), ("text only: MiniLM + LR", text), ("image only: EfficientNet + LR", image)):
+            for name, x in ((ANCHOR, both), (TEXT_ONLY, text), (IMAGE_ONLY, image)):
                 rows.setdefault(name, []).append(lr_score(x[fit_idx], y[fit_idx], x[test_idx], y[test_idx]))
-            data = PreparedData(task=task, labels=labels, splits={
-                "train": [task_posts[i] for i in fit_idx], "dev": [task_posts[i] for i in dev_idx],
-                "test": [task_posts[i] for i in test_idx]})
-            dev_scores = {}
+            splits = {"train": [task_posts[i] for i in fit_idx], "dev": [task_posts[i] for i in dev_idx],
+                      "test": [task_posts[i] for i in test_idx]}
             for fam in families:
                 for aux in AUX:
                     name = f"{fam}-{aux.replace('+', '-')}"
                     run_dir = out / task / f"fold{k}" / name
+                    plan.append((task, k, f"{fam} · {aux}", run_dir))
                     if not (run_dir / "metrics.json").exists():
-                        cfg = load_config(args.recipe, [f"task={task}", f"model.name={fam}", *AUX_SETTINGS[aux],
-                                                        f"out_dir={run_dir.parent}", f"name={name}", "progress=false",
-                                                        *args.overrides])
-                        t0 = time.time()
-                        train(cfg, data=PreparedData(task, labels, dict(data.splits)), towers=towers)
-                        print(f"  {task} fold {k} {name}: {time.time() - t0:.0f} s", flush=True)
-                    metrics = json.loads((run_dir / "metrics.json").read_text())
-                    cell = f"{fam} · {aux}"
-                    rows.setdefault(cell, []).append(metrics["test"][task]["weighted_f1"])
-                    dev_scores[cell] = metrics["dev"][task]["weighted_f1"]
-            chosen = max(dev_scores, key=lambda c: (dev_scores[c], -cells.index(c)))
-            rows.setdefault("chosen on inner dev", []).append(rows[chosen][-1])
-            rows.setdefault("_chosen", []).append(chosen)  # type: ignore[arg-type]
-            print(f"{task} fold {k}: anchor {rows[ANCHOR][-1]:.3f}, chosen {chosen} {rows[chosen][-1]:.3f} "
-                  f"({time.time() - start:.0f} s)", flush=True)
-        scores[task] = rows
+                        over = [f"task={task}", f"model.name={fam}", *AUX_SETTINGS[aux], f"out_dir={run_dir.parent}",
+                                f"name={name}", "progress=false", "train.threads=1",
+                                *(args.att if fam == "att" else []), *args.overrides]
+                        jobs.append({"recipe": args.recipe, "overrides": over, "task": task, "labels": labels,
+                                     "splits": splits, "run_dir": str(run_dir)})
+    print(f"{len(plan)} runs, {len(jobs)} to train with {args.workers} workers", flush=True)
+    if jobs:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                 initargs=(args.recipe,)) as pool:
+            for n, (run_dir, took) in enumerate(pool.map(_train_cell, jobs), 1):
+                print(f"  [{n}/{len(jobs)}] {run_dir}: {took:.0f} s ({time.time() - start:.0f} s in all)", flush=True)
+
+    scores: dict[str, dict[str, list]] = {t: dict(r) for t, r in lr_rows.items()}
+    dev: dict[tuple[str, int], dict[str, float]] = {}
+    for task, k, cell, run_dir in plan:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        scores[task].setdefault(cell, []).append(metrics["test"][task]["weighted_f1"])
+        dev.setdefault((task, k), {})[cell] = metrics["dev"][task]["weighted_f1"]
+    for (task, k), by_cell in dev.items():
+        chosen = max(by_cell, key=lambda c: (by_cell[c], -cells.index(c)))
+        scores[task].setdefault("chosen on inner dev", []).append(scores[task][chosen][k])
+        scores[task].setdefault("_chosen", []).append(chosen)
 
     table = markdown(scores, families, args)
-    (out / "results.md").parent.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(table + f"\nWall time: {time.time() - start:.0f} s.\n")
     print(table)
     print(f"total {time.time() - start:.0f} s")
 
@@ -141,7 +191,7 @@ def markdown(scores: dict[str, dict[str, list]], families: list[str], args) -> s
     from scipy.stats import ttest_rel
 
     tasks = list(scores)
-    order = ["majority", ANCHOR, "text only: MiniLM + LR", "image only: EfficientNet + LR",
+    order = ["majority", ANCHOR, TEXT_ONLY, IMAGE_ONLY,
              *[f"{f} · {a}" for f in families for a in AUX], "chosen on inner dev"]
 
     def cell(task: str, row: str) -> str:

@@ -73,11 +73,16 @@ class EncoderConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "conc"                     # conc (Ber-ViT-Conc) | att (Ber-ViT-Att)
+    name: str = "conc"                     # conc | att | mmbt | vilt | lxmert (docs/models.md)
     hidden: int = 512                      # conc: fused size (att uses the text width)
     proj_dim: int = 512                    # ITC projection size
     dropout: float = 0.05
     heads: int = 8                         # att: attention heads
+    contrast: str = "unimodal"             # single-stream / cross families: ITC on unimodal passes | fused tokens
+    path: str | None = None                # vilt / lxmert: an HF ViltModel / LxmertModel name or folder
+    layers: int = 2                        # lxmert offline: cross-modality layers trained from scratch
+    max_text_tokens: int | None = None     # vilt: text cap (40 in the seed paper)
+    region_features: str | None = None     # lxmert with HF weights: folder of <image stem>.npy / .safetensors
 
 
 @dataclass
@@ -203,6 +208,8 @@ def check(cfg: RunConfig) -> None:
                               f"({', '.join(registry.names('dataset'))}), got {cfg.data.source!r}")
     if cfg.data.source == "manifest" and not cfg.data.path:
         raise ConfigError("data.source=manifest needs data.path (a CSV or JSONL file)")
+    if cfg.model.contrast not in ("unimodal", "fused"):
+        raise ConfigError(f"model.contrast must be unimodal or fused, got {cfg.model.contrast!r}")
     if cfg.objectives.itm_negatives not in ("random", "hard"):
         raise ConfigError(f"objectives.itm_negatives must be random or hard, got {cfg.objectives.itm_negatives!r}")
     if cfg.objectives.weighting not in ("additive", "convex"):

@@ -22,13 +22,23 @@ def build_datasets(splits: dict[str, Sequence[Post]], labels: dict[str, np.ndarr
                    text_tower, image_tower) -> tuple[dict[str, PostDataset], dict[str, str]]:
     """One PostDataset per split, and {post id: reason} for images that could not be read (masked)."""
     family = registry.get("model", cfg.model.name)
-    raw_text = cfg.text_encoder.trainable or family.text_input == "tokens"
-    raw_image = cfg.image_encoder.trainable
+    text_input, image_input = family.inputs(cfg.model)
+    raw_text = cfg.text_encoder.trainable or text_input == "tokens"
+    raw_image = cfg.image_encoder.trainable or image_input == "pixels"
     posts = [p for split in splits.values() for p in split]
-    feats = post_features(posts, None if raw_text else text_tower, None if raw_image else image_tower,
+    feats = post_features(posts, None if raw_text else text_tower,
+                          None if raw_image or image_input == "regions" else image_tower,
                           cache_dir=cache_dir(cfg), progress=cfg.progress,
-                          image_tokens=family.image_input == "tokens",
-                          text_first_token=family.text_input == "first-token")
+                          image_tokens=image_input == "tokens",
+                          text_first_token=text_input == "first-token")
+    regions = None
+    if image_input == "regions":
+        from mmpost.encoders.regions import load_regions
+        if not cfg.model.region_features:
+            raise ValueError(f"model {cfg.model.name!r} with model.path={cfg.model.path!r} reads region features: "
+                             "set model.region_features to a folder of <image stem>.npy or .safetensors files")
+        regions = load_regions(cfg.model.region_features, [p.images[0] if p.images else None for p in posts])
+        feats.has_image = regions.found
     datasets, start = {}, 0
     for name, split in splits.items():
         rows = slice(start, start + len(split))
@@ -36,9 +46,10 @@ def build_datasets(splits: dict[str, Sequence[Post]], labels: dict[str, np.ndarr
         datasets[name] = PostDataset(
             split, labels[name],
             text_features=None if raw_text else feats.text[rows],
-            image_features=None if raw_image else feats.image[rows],
+            image_features=None if raw_image or regions is not None else feats.image[rows],
             has_image=feats.has_image[rows],
             tokenize=text_tower.tokenize if raw_text else None,
             load_image=image_tower.load if raw_image else None,
-            image_size=image_tower.image_size)
+            image_size=image_tower.image_size,
+            regions=None if regions is None else (regions.features[rows], regions.boxes[rows], regions.mask[rows]))
     return datasets, feats.image_errors

@@ -20,6 +20,9 @@ class Batch:
     pixels         [B, 3, H, W] float or None
     text_features  [B, D] or [B, L, D] precomputed text features or None
     image_features [B, D] or [B, N, D] precomputed image features or None
+    regions        [B, R, Dr] precomputed region features (families that read regions) or None
+    region_boxes   [B, R, 4] their boxes, normalised to [0, 1] (x0, y0, x1, y1)
+    region_mask    [B, R] bool, True for real regions
     """
 
     index: Tensor
@@ -31,6 +34,9 @@ class Batch:
     pixels: Tensor | None = None
     text_features: Tensor | None = None
     image_features: Tensor | None = None
+    regions: Tensor | None = None
+    region_boxes: Tensor | None = None
+    region_mask: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.index.numel())

@@ -45,7 +45,8 @@ class PostDataset(Dataset):
                  text_features: np.ndarray | None = None, image_features: np.ndarray | None = None,
                  has_image: np.ndarray | None = None,
                  tokenize: Callable[[list[str]], dict[str, torch.Tensor]] | None = None,
-                 load_image: Callable[[str], np.ndarray] | None = None, image_size: int = 224) -> None:
+                 load_image: Callable[[str], np.ndarray] | None = None, image_size: int = 224,
+                 regions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
         if text_features is None and tokenize is None:
             raise ValueError("give text_features or a tokenize function")
         self.posts = list(posts)
@@ -61,6 +62,8 @@ class PostDataset(Dataset):
         self.load_image = load_image
         self.image_size = image_size
         self.image_failures = 0
+        # (features [N, R, Dr], boxes [N, R, 4], mask [N, R]) for families that read region features
+        self.regions = None if regions is None else tuple(torch.as_tensor(a) for a in regions)
 
     def __len__(self) -> int:
         return len(self.posts)
@@ -81,6 +84,9 @@ class PostDataset(Dataset):
             batch.image_features = self.image_features[idx].float()
         elif self.load_image is not None:
             batch.pixels = self._pixels(indices, has_image)
+        if self.regions is not None:
+            feats, boxes, mask = self.regions
+            batch.regions, batch.region_boxes, batch.region_mask = feats[idx].float(), boxes[idx].float(), mask[idx]
         return batch
 
     def _pixels(self, indices: Sequence[int], has_image: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,13 @@ class MultimodalModel(nn.Module):
     tokens always come from the tower; image tokens may be cached)."""
 
     text_input = "pooled"
-    image_input = "pooled"
+    image_input = "pooled"       # or "tokens", "pixels" (always through the tower), "regions" (precomputed files)
+
+    @classmethod
+    def inputs(cls, config) -> tuple[str, str]:
+        """(text_input, image_input) under a model config; a family whose inputs depend on its config (an HF
+        checkpoint that reads pixels or regions) overrides this."""
+        return cls.text_input, cls.image_input
 
     def __init__(self, text_tower: TextTower, image_tower: ImageTower) -> None:
         super().__init__()
