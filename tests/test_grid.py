@@ -85,7 +85,7 @@ def test_text_only_data_runs_base_only_and_the_table_says_why(tmp_path):
     assert [r.status for r in results] == ["done", "skipped", "skipped", "skipped"]
     assert results[1].note == NO_PAIRS
     md = (tmp_path / "grid" / "results.md").read_text()
-    assert "No images" in md and NO_PAIRS in md
+    assert "No images" in md and f"Not run — {NO_PAIRS}: conc itc, conc itm, conc itc+itm." in md
 
 
 def test_paired_test_and_deltas_across_seeds():

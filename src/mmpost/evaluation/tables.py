@@ -108,15 +108,21 @@ def results_markdown(results: Sequence[CellResult]) -> str:
                          + ("Images present." if any(r.images for r in rows)
                             else "No images: every run was text-only with the image masked."))
             lines.append("")
-        lines += ["| model | aux | weighted F1 | Δ vs base | p | seeds | note |", "|---|---|---:|---:|---:|---:|---|"]
+        lines += ["| model | aux | weighted F1 | Δ vs base | p | seeds |", "|---|---|---:|---:|---:|---:|"]
+        not_run: dict[str, list[str]] = {}
         for s in summaries:
             if (s.dataset, s.task) != (dataset, task):
                 continue
-            score = "—" if not s.seeds else f"{s.mean:.3f}" + (f" ± {s.std:.3f}" if len(s.seeds) > 1 else "")
+            if not s.seeds:
+                not_run.setdefault(s.note or "no finished run", []).append(f"{s.model} {s.aux}")
+                continue
+            score = f"{s.mean:.3f}" + (f" ± {s.std:.3f}" if len(s.seeds) > 1 else "")
             delta = "" if s.delta is None else f"{s.delta:+.3f}"
             p = "" if s.p_value is None else f"{s.p_value:.3f}"
-            lines.append(f"| {s.model} | {s.aux} | {score} | {delta} | {p} | {len(s.seeds)} | {s.note} |")
+            lines.append(f"| {s.model} | {s.aux} | {score} | {delta} | {p} | {len(s.seeds)} |")
         lines.append("")
+        for note, cells in not_run.items():
+            lines += [f"Not run — {note}: {', '.join(cells)}.", ""]
     return "\n".join(lines)
 
 
