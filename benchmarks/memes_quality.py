@@ -15,7 +15,8 @@ the Conc/Att cell with the best dev weighted F1). Each row: test weighted F1, me
 paired t-test across folds against the anchor (and, for Conc/Att cells, against the family's base).
 
 Conc runs use the recipe as it is; Att runs stop after at most 15 epochs (patience 4): on these folds Att fits the
-training posts within a few epochs and its dev score only wanders after that (``--att`` changes it). Runs train
+training posts within a few epochs and its dev score only wanders after that (``--family-overrides`` changes it,
+and ``--families mmbt,vilt,lxmert --aux base`` runs other families). Runs train
 in ``--workers`` processes at once, one thread each. Finished runs are read back from ``--out`` (delete it to
 re-run); the table goes to ``OUT/results.md``.
 """
@@ -97,8 +98,10 @@ def main() -> None:
     ap.add_argument("--families", default="conc,att")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
-    ap.add_argument("--att", nargs="*", default=["train.epochs=15", "train.patience=4"],
-                    help="overrides for Att runs (it fits the training folds within a few epochs)")
+    ap.add_argument("--aux", default=",".join(AUX), help="aux settings to train, e.g. base,itc+itm")
+    ap.add_argument("--family-overrides", action="append", default=[], metavar="FAMILY:KEY=VALUE",
+                    help="an override for one family's runs (repeatable); default for att: at most 15 epochs, "
+                         "patience 4 (it fits the training folds within a few epochs)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every Conc/Att run")
     args = ap.parse_args()
     _quiet()
@@ -126,12 +129,20 @@ def main() -> None:
     towers = (build_tower(base_cfg.text_encoder), build_tower(base_cfg.image_encoder))
     feats = post_features(posts, *towers, cache_dir=cache_dir(base_cfg), progress=True)
     # warm the caches the Att runs read (first text token, image tokens), once, before the workers start
-    if "att" in args.families:
+    if {"att", "mmbt", "vilt", "lxmert"} & set(args.families.split(",")):
         post_features(posts, *towers, cache_dir=cache_dir(base_cfg), progress=True, image_tokens=True,
                       text_first_token=True)
     print(f"{len(posts)} posts, features ready in {time.time() - start:.0f} s", flush=True)
     families = [f for f in args.families.split(",") if f]
-    cells = [f"{fam} · {aux}" for fam in families for aux in AUX]
+    aux_settings = [a for a in args.aux.split(",") if a]
+    family_over: dict[str, list[str]] = {"att": ["train.epochs=15", "train.patience=4"]}
+    for item in args.family_overrides:
+        fam, _, kv = item.partition(":")
+        if "=" not in kv:
+            sys.exit(f"--family-overrides wants FAMILY:KEY=VALUE, got {item!r}")
+        family_over.setdefault(fam, [])
+        family_over[fam] = [o for o in family_over[fam] if o.split("=")[0] != kv.split("=")[0]] + [kv]
+    cells = [f"{fam} · {aux}" for fam in families for aux in aux_settings]
 
     plan, jobs = [], []       # plan: (task, fold, cell, run_dir); jobs: the runs still to train
     lr_rows: dict[str, dict[str, list[float]]] = {}
@@ -152,14 +163,14 @@ def main() -> None:
             splits = {"train": [task_posts[i] for i in fit_idx], "dev": [task_posts[i] for i in dev_idx],
                       "test": [task_posts[i] for i in test_idx]}
             for fam in families:
-                for aux in AUX:
+                for aux in aux_settings:
                     name = f"{fam}-{aux.replace('+', '-')}"
                     run_dir = out / task / f"fold{k}" / name
                     plan.append((task, k, f"{fam} · {aux}", run_dir))
                     if not (run_dir / "metrics.json").exists():
                         over = [f"task={task}", f"model.name={fam}", *AUX_SETTINGS[aux], f"out_dir={run_dir.parent}",
                                 f"name={name}", "progress=false", "train.threads=1",
-                                *(args.att if fam == "att" else []), *args.overrides]
+                                *family_over.get(fam, []), *args.overrides]
                         jobs.append({"recipe": args.recipe, "overrides": over, "task": task, "labels": labels,
                                      "splits": splits, "run_dir": str(run_dir)})
     print(f"{len(plan)} runs, {len(jobs)} to train with {args.workers} workers", flush=True)
@@ -180,44 +191,45 @@ def main() -> None:
         scores[task].setdefault("chosen on inner dev", []).append(scores[task][chosen][k])
         scores[task].setdefault("_chosen", []).append(chosen)
 
-    table = markdown(scores, families, args)
+    table = markdown(scores, [f"{f} · {a}" for f in families for a in aux_settings], args)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(table + f"\nWall time: {time.time() - start:.0f} s.\n")
     print(table)
     print(f"total {time.time() - start:.0f} s")
 
 
-def markdown(scores: dict[str, dict[str, list]], families: list[str], args) -> str:
+def markdown(scores: dict[str, dict[str, list]], cells: list[str], args) -> str:
+    """Two tables: mean ± std per row and task; then each row's mean paired difference (and paired t-test p
+    across folds) against the anchor and, for a Conc/Att cell, against the same family's base."""
     from scipy.stats import ttest_rel
 
     tasks = list(scores)
-    order = ["majority", ANCHOR, TEXT_ONLY, IMAGE_ONLY,
-             *[f"{f} · {a}" for f in families for a in AUX], "chosen on inner dev"]
+    order = ["majority", ANCHOR, TEXT_ONLY, IMAGE_ONLY, *cells, "chosen on inner dev"]
 
-    def cell(task: str, row: str) -> str:
-        vals = np.array(scores[task][row])
-        s = f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}"
-        refs = [ANCHOR] if row != ANCHOR and row != "majority" else []
-        if "·" in row and not row.endswith("base"):
-            refs.append(row.split(" · ")[0] + " · base")
-        parts = []
-        for ref in refs:
-            base = np.array(scores[task][ref])
-            diff = vals - base
-            p = ttest_rel(vals, base).pvalue if np.ptp(diff) > 0 else float("nan")
-            tag = "anchor" if ref == ANCHOR else "base"
-            parts.append(f"{diff.mean():+.3f} vs {tag}, p={p:.2f}")
-        return s + (f" ({'; '.join(parts)})" if parts else "")
+    def versus(task: str, row: str, ref: str) -> str:
+        if ref == row or ref not in scores[task]:
+            return ""
+        a, b = np.array(scores[task][row]), np.array(scores[task][ref])
+        p = ttest_rel(a, b).pvalue if np.ptp(a - b) > 0 else float("nan")
+        return f"{(a - b).mean():+.3f} (p={p:.2f})"
 
-    lines = [f"Test weighted F1, mean ± std over {args.folds} outer folds; in brackets the mean paired difference "
-             "and the paired t-test p across folds.", "",
-             "| row | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    head = "| row | " + " | ".join(tasks) + " |"
+    lines = [f"Test weighted F1, mean ± std over {args.folds} outer folds.", "", head,
+             "|---|" + "---:|" * len(tasks)]
     for row in order:
-        lines.append(f"| {row} | " + " | ".join(cell(t, row) for t in tasks) + " |")
+        lines.append(f"| {row} | " + " | ".join(
+            f"{np.mean(scores[t][row]):.3f} ± {np.std(scores[t][row], ddof=1):.3f}" for t in tasks) + " |")
+    lines += ["", "Mean paired difference across folds, with the paired t-test p: against the anchor, and for a "
+              "Conc/Att cell against the same family's base.", "",
+              "| row | " + " | ".join(f"{t} vs anchor | {t} vs base" for t in tasks) + " |",
+              "|---|" + "---:|---:|" * len(tasks)]
+    for row in order[2:]:
+        fam_base = row.split(" · ")[0] + " · base" if " · " in row else ""
+        lines.append(f"| {row} | " + " | ".join(f"{versus(t, row, ANCHOR)} | {versus(t, row, fam_base)}"
+                                                 for t in tasks) + " |")
     lines.append("")
     for t in tasks:
-        picks = scores[t]["_chosen"]
-        lines.append(f"- {t}: chosen per fold: " + ", ".join(picks))
+        lines.append(f"- {t}: configuration chosen on inner dev per fold: " + ", ".join(scores[t]["_chosen"]))
     return "\n".join(lines) + "\n"
 
 
