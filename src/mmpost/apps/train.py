@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
+from mmpost import registry
 from mmpost.apps.build import aux_name, build_model, build_objective, build_tower
 from mmpost.apps.datasets import build_datasets
 from mmpost.apps.prepare import PreparedData, prepare
@@ -136,7 +137,9 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
         save_training_state(run_dir / LAST, weights=saved_state(step, cfg, prefix="model."), optimizer=optimizer,
                             generators=generators, state=st)
 
-    with torch_threads(t.threads or (1 if len(frozen) == 2 else None)):
+    # a head on cached features trains fastest on one thread; a family that runs a tower every batch does not
+    cheap = len(frozen) == 2 and registry.get("model", cfg.model.name).inputs(cfg.model)[0] != "tokens"
+    with torch_threads(t.threads or (1 if cheap else None)):
         result = fit(fabric, fstep, foptimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1,
                      frozen=frozen, generator=generators["itm"], state=state, on_epoch_end=checkpoint,
                      progress=cfg.progress)
