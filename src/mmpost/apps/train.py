@@ -77,8 +77,12 @@ def write_log(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def build_optimizer(step: torch.nn.Module, towers: tuple, cfg: RunConfig) -> torch.optim.Optimizer:
-    """AdamW: fine-tuned towers at ``train.encoder_lr``, everything else (heads, temperature) at ``train.lr``."""
+    """AdamW: fine-tuned towers — and pretrained weights a family loads itself (``pretrained_parameters()``,
+    e.g. an HF LXMERT) — at ``train.encoder_lr``; everything else (new layers, heads, temperature) at ``train.lr``."""
+    model = step.model if hasattr(step, "model") else step
+    pretrained = list(model.pretrained_parameters()) if hasattr(model, "pretrained_parameters") else []
     tower_params = [p for t in towers for p in t.parameters() if p.requires_grad]
+    tower_params += [p for p in pretrained if p.requires_grad]
     tower_ids = {id(p) for p in tower_params}
     groups = [{"params": [p for p in step.parameters() if p.requires_grad and id(p) not in tower_ids],
                "lr": cfg.train.lr}]
