@@ -10,11 +10,11 @@ from mmpost.config import EncoderConfig
 
 @pytest.fixture
 def tiny_bert(tmp_path):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat", "dog", "sat", "on", "the", "mat", "##s"]
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(words) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "bert")
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    assert tok.convert_tokens_to_ids(tok.tokenize("the cats")) == [10, 6, 12]   # real words, not [UNK]
+    tok.save_pretrained(tmp_path / "bert")
     cfg = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=32, max_position_embeddings=32)
     torch.manual_seed(0)

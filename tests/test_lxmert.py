@@ -237,10 +237,8 @@ WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "post", "about", "th
 @pytest.fixture
 def tiny_lxmert(tmp_path):
     """(LXMERT folder, BERT folder sharing its vocabulary) with tiny random weights."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast, LxmertConfig, LxmertModel
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(WORDS) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab))
+    from transformers import BertConfig, BertModel, BertTokenizer, LxmertConfig, LxmertModel
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)})
     torch.manual_seed(0)
     lcfg = LxmertConfig(vocab_size=len(WORDS), hidden_size=32, num_attention_heads=2, intermediate_size=64,
                         l_layers=1, x_layers=1, r_layers=1, visual_feat_dim=8, visual_pos_dim=4,

@@ -24,10 +24,8 @@ T = 64
 
 @pytest.fixture
 def tiny_bert(tmp_path):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(WORDS) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "bert")
+    from transformers import BertConfig, BertModel, BertTokenizer
+    BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}).save_pretrained(tmp_path / "bert")
     cfg = BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=32, max_position_embeddings=MAX_POS)
     torch.manual_seed(0)

@@ -81,7 +81,7 @@ class ModelConfig:
     contrast: str = "unimodal"             # single-stream / cross families: ITC on unimodal passes | fused tokens
     path: str | None = None                # vilt / lxmert: an HF ViltModel / LxmertModel name or folder
     layers: int = 2                        # lxmert offline: cross-modality layers trained from scratch
-    max_text_tokens: int | None = None     # vilt: text cap (40 in the seed paper)
+    max_text_tokens: int | None = None     # vilt: text cap (default 40, as in the seed paper)
     region_features: str | None = None     # lxmert with HF weights: folder of <image stem>.safetensors/.npz/.npy
 
 
