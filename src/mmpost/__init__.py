@@ -16,6 +16,7 @@ from mmpost.encoders import efficientnet, hf_image, hf_text  # noqa: F401  (regi
 from mmpost.evaluation import metrics  # noqa: F401  (registers metrics)
 from mmpost.models import att, conc, lxmert, mmbt, vilt  # noqa: F401  (registers models)
 from mmpost.objectives import ce, itc, itm  # noqa: F401  (registers objectives)
+from mmpost.relate import clustering, sampling  # noqa: F401  (registers clusterers and samplers)
 
 __version__ = "0.1.0"
 __all__ = ["Post", "load", "registry", "__version__"]
