@@ -1,0 +1,191 @@
+"""ITRp as an app: posts → k-means baseline and ITRp training → clusters → mapping fitted on dev → test scores → report.
+
+    metrics = relate(run_cfg, RelateConfig(task="text_represented"), out_dir)
+
+Order matters and is fixed here:
+
+1. posts come from ``prepare(cfg.data, relate_cfg.task)`` (train / dev / test);
+2. towers are built from ``cfg.text_encoder`` / ``cfg.image_encoder`` with ``trainable`` set from
+   ``relate_cfg.finetune`` (the config's own ``trainable`` flags are overridden);
+3. the **k-means baseline** runs first, on the towers as loaded (cached features), because ITRp then trains the
+   chosen tower(s) in place;
+4. ITRp (:func:`~mmpost.relate.loop.run_itrp`) trains on the train posts, without labels; its predictions come two
+   ways: ``itrp`` (the clusterer refitted on the final train embeddings, dev/test assigned to its centroids) and
+   ``itrp_head`` (the last round's head h on the final embeddings, the paper's §3.5 inference);
+5. every method's ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are read
+   only after all mappings exist, to score them (weighted F1, accuracy, NMI, ARI);
+6. ``metrics.json`` and ``report.md`` are written atomically into ``out_dir``.
+
+Nothing is printed; progress goes to the logger.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmpost.apps.build import build_tower
+from mmpost.apps.datasets import cache_dir as default_feature_cache
+from mmpost.apps.prepare import PreparedData, prepare
+from mmpost.atomic import atomic_write_json, atomic_write_text
+from mmpost.config import RunConfig
+from mmpost.data.post import Post
+from mmpost.relate.loop import (
+    ItrpResult,
+    RelateConfig,
+    kmeans_baseline,
+    live_sides,
+    predict_clusters,
+    predict_head,
+    run_itrp,
+    split_features,
+)
+from mmpost.relate.mapping import ClusterMapping, cluster_words, evaluate, fit_mapping
+
+log = logging.getLogger(__name__)
+
+__all__ = ["relate", "METHODS"]
+
+METHODS = ("itrp", "itrp_head", "kmeans")
+TITLES = {"itrp": "ITRp", "itrp_head": "ITRp head h", "kmeans": "k-means (frozen features)"}
+
+
+def _label_ids(posts: Sequence[Post], task: str, labels: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(labels)}
+    return np.array([index[p.labels[task]] for p in posts], dtype=np.int64)
+
+
+def _towers(cfg: RunConfig, relate_cfg: RelateConfig) -> tuple[Any, Any]:
+    live = live_sides(str(relate_cfg.finetune))
+    text = build_tower(dataclasses.replace(cfg.text_encoder, trainable="text" in live))
+    image = build_tower(dataclasses.replace(cfg.image_encoder, trainable="image" in live))
+    return text, image
+
+
+def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, data: PreparedData | None = None,
+           towers: tuple[Any, Any] | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Run the ITRp experiment end to end (see the module docstring) and return the metrics written to
+    ``metrics.json``. ``data`` / ``towers``: already prepared posts / built towers (tests, notebooks); ``progress``
+    defaults to ``cfg.progress``. Same config and seed → same metrics (timings aside)."""
+    start = time.perf_counter()
+    progress = cfg.progress if progress is None else progress
+    out = Path(out_dir)
+    task = relate_cfg.task
+    data = data or prepare(cfg.data, task, progress=progress)
+    splits = {name: list(data.splits.get(name, [])) for name in ("train", "dev", "test")}
+    if not splits["dev"]:
+        raise ValueError("the dev split is empty: the cluster→label mapping is fitted on dev")
+    k = int(relate_cfg.k)  # type: ignore[arg-type]
+    cache = default_feature_cache(cfg)
+    torch.manual_seed(relate_cfg.seed)
+    text_tower, image_tower = towers or _towers(cfg, relate_cfg)
+
+    log.info("relate %s: k-means baseline on frozen features (%s)", task,
+             ", ".join(f"{k_} {len(v)}" for k_, v in splits.items()))
+    clusters: dict[str, dict[str, np.ndarray]] = {
+        "kmeans": kmeans_baseline(splits, text_tower, image_tower, relate_cfg, cache_dir=cache)}
+    log.info("relate %s: ITRp (%s fine-tuned, k=%d, %s sampling)", task, relate_cfg.finetune, k, relate_cfg.sampler)
+    result: ItrpResult = run_itrp(splits["train"], text_tower, image_tower, relate_cfg, cache_dir=cache,
+                                  progress=progress)
+    feats = split_features(splits, text_tower, image_tower, relate_cfg, cache_dir=cache)
+    clusters["itrp"] = predict_clusters(splits, text_tower, image_tower, relate_cfg, features=feats)
+    if result.head is not None:
+        clusters["itrp_head"] = predict_head(result.head, feats, splits)
+    else:  # zero epochs: no head was trained; report the clusters twice rather than invent a head
+        clusters["itrp_head"] = clusters["itrp"]
+
+    # mappings from dev only; test labels are read after both exist
+    n_labels = len(data.labels)
+    y_dev = _label_ids(splits["dev"], task, data.labels)
+    mappings: dict[str, ClusterMapping] = {m: fit_mapping(clusters[m]["dev"], y_dev, k, n_labels) for m in METHODS}
+    scores: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
+    if splits["test"]:
+        y_test = _label_ids(splits["test"], task, data.labels)
+        for m in METHODS:
+            scores[m]["test"] = evaluate(clusters[m]["test"], y_test, mappings[m])
+    else:
+        log.warning("relate %s: the test split is empty; no test scores", task)
+
+    texts = [p.text for p in splits["train"]]
+    words = {m: cluster_words(texts, clusters[m]["train"]) for m in METHODS}
+    rounds = [r.to_dict() for r in result.rounds]
+    metrics: dict[str, Any] = {
+        "task": task,
+        "labels": list(data.labels),
+        "k": k,
+        "split_sizes": {name: len(posts) for name, posts in splits.items()},
+        "mapping_fitted_on": "dev",
+        **{m: {"test": scores[m].get("test"),
+               "mapping": {str(c): data.labels[lab] for c, lab in mappings[m].items()},
+               "train_cluster_sizes": np.bincount(clusters[m]["train"], minlength=k).tolist()}
+           for m in METHODS},
+        "relate_config": relate_cfg.to_dict(),
+        "encoders": {"text": cfg.text_encoder.name, "image": cfg.image_encoder.name},
+        "timing": {"itrp_seconds": result.seconds, "cluster_share": result.cluster_share,
+                   "total_seconds": time.perf_counter() - start, "rounds": rounds},
+        "notes": list(data.notes),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "report.md", _report(metrics, words, mappings, data.labels, cfg, relate_cfg))
+    log.info("relate %s: wrote %s", task, out)
+    return metrics
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _report(metrics: dict[str, Any], words: dict[str, dict[int, list[tuple[str, float]]]],
+            mappings: dict[str, ClusterMapping], labels: list[str], cfg: RunConfig, rc: RelateConfig) -> str:
+    title = TITLES
+    lines = [f"# ITRp · {metrics['task']}", "",
+             f"k={metrics['k']}, clusterer `{rc.clusterer}`, sampler `{rc.sampler}`, fine-tuned: `{rc.finetune}`, "
+             f"subsets of {rc.subset_size}, {rc.epochs} epoch(s), seed {rc.seed}; text encoder "
+             f"`{cfg.text_encoder.name}`, image encoder `{cfg.image_encoder.name}`.",
+             "Split sizes: " + ", ".join(f"{k} {v}" for k, v in metrics["split_sizes"].items()) + ".", "",
+             "## Test scores", "",
+             "Cluster ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are used only "
+             "to score. NMI and ARI need no mapping. *ITRp*: the clusterer refitted on the final train embeddings, "
+             "dev/test assigned to its centroids; *ITRp head h*: the last round's classifier on the final embeddings "
+             "(the paper's inference, §3.5); *k-means*: the same clusterer on the untrained towers' features.", "",
+             "| method | weighted F1 | accuracy | NMI | ARI | n |", "|---|---|---|---|---|---|"]
+    for m in METHODS:
+        s = metrics[m]["test"]
+        if s is None:
+            lines.append(f"| {title[m]} | – | – | – | – | 0 |")
+        else:
+            lines.append(f"| {title[m]} | {s['f1_weighted']:.3f} | {s['accuracy']:.3f} | {s['nmi']:.3f} | "
+                         f"{s['ari']:.3f} | {s['n']} |")
+    lines += ["", "## Cluster → label (fitted on dev)", ""]
+    for m in METHODS:
+        pairs = ", ".join(f"{c} → {labels[lab]} ({mappings[m].how.get(c, '')})" for c, lab in mappings[m].items())
+        lines.append(f"- {title[m]}: {pairs}")
+    timing = metrics["timing"]
+    lines += ["", "## ITRp rounds", "",
+              f"Clustering took {100 * timing['cluster_share']:.1f}% of the rounds' time "
+              f"(ITRp total {timing['itrp_seconds']:.1f}s).", "",
+              "| epoch | round | n | cluster sizes | sampled | re-seeds | loss | cluster s | round s | share |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in timing["rounds"]:
+        lines.append(f"| {r['epoch']} | {r['round']} | {r['n']} | {r['sizes']} | {r['sampled']} | {r['reseeded']} | "
+                     f"{_fmt(r['loss'])} | {r['cluster_seconds']:.3f} | {r['round_seconds']:.3f} | "
+                     f"{100 * r['share']:.1f}% |")
+    lines += ["", "## Cluster words (train texts)", ""]
+    for m in METHODS:
+        lines.append(f"**{title[m]}**")
+        lines.append("")
+        for c, ws in sorted(words[m].items()):
+            named = labels[mappings[m][c]]
+            lines.append(f"- cluster {c} ({named}): " + (", ".join(w for w, _ in ws) if ws else "(no distinctive "
+                                                                                               "words)"))
+        lines.append("")
+    if metrics["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in metrics["notes"]] + [""]
+    return "\n".join(lines)
