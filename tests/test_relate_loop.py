@@ -271,3 +271,18 @@ def test_relate_without_test_split_reports_no_scores(toy, tmp_path):
                                 towers=towers(cfg), progress=False)
     assert all(metrics[m]["test"] is None for m in relate_app.METHODS)
     assert "| ITRp | – |" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_cli_relate_prints_rounds_and_scores(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmpost.cli import app
+    from tests.conftest import tiny_overrides, write_toy_csv
+    csv_path = write_toy_csv(tmp_path, n=60)
+    over = [o for o in tiny_overrides(tmp_path, csv_path) if not o.startswith("text_encoder.trainable")]
+    res = CliRunner().invoke(app, ["relate", *over, "--task", "mood", "--k", "3", "--finetune", "none",
+                                   "--subset-size", "20", "--epochs", "1", "--out", str(tmp_path / "rel")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("epoch 1 round") == 2 and "epoch 1 round 2: 18 posts" in res.output
+    assert "k-means on frozen features" in res.output and "clustering took" in res.output
+    assert (tmp_path / "rel" / "metrics.json").exists() and (tmp_path / "rel" / "report.md").exists()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from mmpost.data.post import Post
 from mmpost.relate.loop import (
     ItrpResult,
     RelateConfig,
+    RoundLog,
     kmeans_baseline,
     live_sides,
     predict_clusters,
@@ -69,7 +70,8 @@ def _towers(cfg: RunConfig, relate_cfg: RelateConfig) -> tuple[Any, Any]:
 
 
 def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, data: PreparedData | None = None,
-           towers: tuple[Any, Any] | None = None, progress: bool | None = None) -> dict[str, Any]:
+           towers: tuple[Any, Any] | None = None, progress: bool | None = None,
+           on_round: Callable[[RoundLog], None] | None = None) -> dict[str, Any]:
     """Run the ITRp experiment end to end (see the module docstring) and return the metrics written to
     ``metrics.json``. ``data`` / ``towers``: already prepared posts / built towers (tests, notebooks); ``progress``
     defaults to ``cfg.progress``. Same config and seed → same metrics (timings aside)."""
@@ -92,7 +94,7 @@ def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, dat
         "kmeans": kmeans_baseline(splits, text_tower, image_tower, relate_cfg, cache_dir=cache)}
     log.info("relate %s: ITRp (%s fine-tuned, k=%d, %s sampling)", task, relate_cfg.finetune, k, relate_cfg.sampler)
     result: ItrpResult = run_itrp(splits["train"], text_tower, image_tower, relate_cfg, cache_dir=cache,
-                                  progress=progress)
+                                  progress=progress, on_round=on_round)
     feats = split_features(splits, text_tower, image_tower, relate_cfg, cache_dir=cache)
     clusters["itrp"] = predict_clusters(splits, text_tower, image_tower, relate_cfg, features=feats)
     if result.head is not None:
