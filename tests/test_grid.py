@@ -119,3 +119,12 @@ def test_cli_grid_dry_run_and_subset(tmp_path):
     assert "[1/1] toy conc base seed 0: trained" in res.output
     cell = json.loads((tmp_path / "grid" / "cells" / "toy" / "conc-base-seed0" / "cell.json").read_text())
     assert cell["status"] == "done"
+
+
+def test_model_overrides_apply_to_one_family_only(tmp_path):
+    from mmpost.apps.grid import cell_config, cells
+    toy = write_toy_csv(tmp_path)
+    grid = load_grid(_grid(tmp_path, _recipe(tmp_path, toy), seeds=(0,)),
+                     ["models=[conc,att]", "model_overrides.att=[train.lr=0.0002]"])
+    lrs = {c.model: cell_config(grid, c, []).train.lr for c in cells(grid) if c.aux == "base"}
+    assert lrs == {"conc": 1e-2, "att": 2e-4}

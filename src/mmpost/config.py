@@ -168,6 +168,7 @@ class GridConfig:
     aux: list[str] = field(default_factory=lambda: list(AUX_SETTINGS))
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: list[str] = field(default_factory=list)   # for every cell, after the dataset's
+    model_overrides: dict[str, list[str]] = field(default_factory=dict)   # per model name, applied last
     out_dir: str = "runs/grid"
 
 

@@ -51,7 +51,8 @@ def cells(grid: GridConfig) -> Iterator[Cell]:
 
 
 def cell_config(grid: GridConfig, cell: Cell, extra: list[str]) -> RunConfig:
-    over = [*cell.dataset.overrides, *grid.overrides, *extra, f"model.name={cell.model}", *AUX_SETTINGS[cell.aux],
+    over = [*cell.dataset.overrides, *grid.overrides, *grid.model_overrides.get(cell.model, []), *extra,
+            f"model.name={cell.model}", *AUX_SETTINGS[cell.aux],
             f"train.seed={cell.seed}", f"out_dir={Path(grid.out_dir) / 'cells' / cell.dataset.name}",
             f"name={cell.name}", "progress=false"]
     if cell.dataset.task:
