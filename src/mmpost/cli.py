@@ -35,12 +35,12 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
+def _table(title: str, headers: list[str], rows: list[list[str]], left: int = 2) -> None:
     from rich.console import Console
     from rich.table import Table
     t = Table(title=title)
     for i, h in enumerate(headers):
-        t.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
+        t.add_column(h, justify="left" if i < left else "right", no_wrap=True)
     for r in rows:
         t.add_row(*r)
     Console(width=max(100, Console().width)).print(t)
@@ -312,7 +312,7 @@ def relate(
     rows = [[names[m], metrics[m]["test"]["f1_weighted"], metrics[m]["test"]["nmi"], metrics[m]["test"]["ari"]]
             for m in names if metrics[m].get("test")]
     _table(f"{task} · test, mapping fitted on dev → {out}", ["method", "weighted F1", "NMI", "ARI"],
-           [[r[0], *(f"{x:.3f}" for x in r[1:])] for r in rows])
+           [[r[0], *(f"{x:.3f}" for x in r[1:])] for r in rows], left=1)
     typer.echo(f"clustering took {100 * metrics['timing']['cluster_share']:.2f}% of the ITRp rounds' time")
 
 
