@@ -103,3 +103,23 @@ def tiny_overrides(tmp_path, csv_path: str) -> list[str]:
         "model.hidden=16", "model.proj_dim=8", "train.epochs=3", "train.batch_size=8", "train.lr=1e-2",
         f"out_dir={tmp_path}/runs", f"cache_dir={tmp_path}/cache", "progress=false",
     ]
+
+
+def save_tiny_roberta(folder, *, max_positions: int, type_vocab_size: int = 1) -> str:
+    """A tiny random RoBERTa-type model + BPE tokenizer (no token types) saved to ``folder``; returns its path."""
+    import json
+
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "c": 5, "a": 6, "t": 7, "Ġ": 8, "ca": 9,
+             "cat": 10, "Ġcat": 11}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\nc a\nca t\nĠ cat\n")
+    RobertaTokenizerFast(vocab_file=str(folder / "vocab.json"),
+                         merges_file=str(folder / "merges.txt")).save_pretrained(folder)
+    cfg = RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=max_positions, pad_token_id=1,
+                        type_vocab_size=type_vocab_size)
+    torch.manual_seed(0)
+    RobertaModel(cfg).save_pretrained(folder)
+    return str(folder)

@@ -6,6 +6,7 @@ import torch
 
 from mmpost.apps.build import build_tower
 from mmpost.config import EncoderConfig
+from tests.conftest import save_tiny_roberta
 
 
 @pytest.fixture
@@ -53,18 +54,7 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_roberta_like_models_load_too(tmp_path):
     """Bernice and RoBERTa are RoBERTa-type: BPE tokenizer, no token_type_ids."""
-    import json
-
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "c": 5, "a": 6, "t": 7, "Ġ": 8, "ca": 9,
-             "cat": 10, "Ġcat": 11}
-    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\nc a\nca t\nĠ cat\n")
-    tok = RobertaTokenizerFast(vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt"))
-    tok.save_pretrained(tmp_path / "rob")
-    cfg = RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=40, pad_token_id=1)
-    RobertaModel(cfg).save_pretrained(tmp_path / "rob")
+    save_tiny_roberta(tmp_path / "rob", max_positions=40, type_vocab_size=2)
     tower = build_tower(EncoderConfig(name="hf-text", path=str(tmp_path / "rob")))
     inputs = tower.tokenize(["cat cat cat", "cat"])
     assert "token_type_ids" not in inputs or inputs["token_type_ids"].abs().sum() == 0

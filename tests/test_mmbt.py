@@ -14,7 +14,7 @@ from mmpost.encoders.base import set_trainable
 from mmpost.models.mmbt import MMBT
 from mmpost.models.output import ItmPairs
 from mmpost.objectives.itm import hard_pairs, random_pairs
-from tests.conftest import TinyTextTower, tiny_overrides
+from tests.conftest import TinyTextTower, save_tiny_roberta, tiny_overrides
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "post", "about", "thing", "the", "cat", "dog", "sat",
          *"0123456789"]
@@ -159,18 +159,7 @@ def test_a_text_tower_without_an_hf_model_is_a_clear_error():
 
 
 def test_roberta_like_model_without_token_types(tmp_path):
-    import json
-
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "c": 5, "a": 6, "t": 7, "Ġ": 8, "ca": 9,
-             "cat": 10, "Ġcat": 11}
-    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\nc a\nca t\nĠ cat\n")
-    tok = RobertaTokenizerFast(vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt"))
-    tok.save_pretrained(tmp_path / "rob")
-    cfg = RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=82, pad_token_id=1, type_vocab_size=1)
-    RobertaModel(cfg).save_pretrained(tmp_path / "rob")
+    save_tiny_roberta(tmp_path / "rob", max_positions=82)
     model = make_model(str(tmp_path / "rob"))
     assert model.budget == 80 and model.type_vocab == 1
     out = model(make_batch(model, ["cat " * 40, "cat"], images(2), [True, False]))
