@@ -270,7 +270,7 @@ def test_relate_without_test_split_reports_no_scores(toy, tmp_path):
     metrics = relate_app.relate(cfg, small_cfg(finetune="image", epochs=1), tmp_path / "o", data=no_test,
                                 towers=towers(cfg), progress=False)
     assert all(metrics[m]["test"] is None for m in relate_app.METHODS)
-    assert "| ITRp | – |" in (tmp_path / "o" / "report.md").read_text()
+    assert "| test | ITRp | – |" in (tmp_path / "o" / "report.md").read_text()
 
 
 def test_cli_relate_prints_rounds_and_scores(tmp_path):
@@ -286,3 +286,29 @@ def test_cli_relate_prints_rounds_and_scores(tmp_path):
     assert res.output.count("epoch 1 round") == 2 and "epoch 1 round 2: 18 posts" in res.output
     assert "k-means on frozen features" in res.output and "clustering took" in res.output
     assert (tmp_path / "rel" / "metrics.json").exists() and (tmp_path / "rel" / "report.md").exists()
+    from PIL import Image
+    for m in ("itrp", "kmeans"):
+        with Image.open(tmp_path / "rel" / f"cluster_words_{m}.png") as im:
+            assert im.width > 300 and np.unique(np.asarray(im.convert("L"))).size > 10   # drawn, not blank
+
+
+def test_cli_relate_trains_on_separate_unlabelled_posts(tmp_path):
+    """The paper's setting: train on unlabelled posts (Twitter100k there), map and score on a labelled recipe."""
+    from typer.testing import CliRunner
+
+    from mmpost.cli import app
+    from tests.conftest import tiny_overrides, write_toy_csv
+    csv_path = write_toy_csv(tmp_path, n=30)
+    (tmp_path / "u").mkdir()
+    unlabelled_csv = write_toy_csv(tmp_path / "u", n=44, seed=3)
+    unlabelled = tmp_path / "u" / "unlabelled.yaml"      # a recipe whose data section describes the posts
+    unlabelled.write_text(f"data:\n  source: manifest\n  path: {unlabelled_csv}\n  columns:\n    id: post_id\n"
+                          f"    text: body\n    image: picture\n    image_root: {tmp_path / 'u' / 'imgs'}\n")
+    over = [o for o in tiny_overrides(tmp_path, csv_path) if not o.startswith("text_encoder.trainable")]
+    res = CliRunner().invoke(app, ["relate", *over, "--task", "mood", "--k", "3", "--finetune", "none",
+                                   "--subset-size", "20", "--epochs", "1", "--unlabelled", str(unlabelled),
+                                   "--out", str(tmp_path / "rel")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "rel" / "metrics.json").read_text())
+    assert saved["split_sizes"]["train"] == 44 and saved["train_from"] == "unlabelled posts given separately"
+    assert res.output.count("epoch 1 round") == 3     # 44 posts in subsets of about 20

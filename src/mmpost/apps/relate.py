@@ -13,8 +13,10 @@ Order matters and is fixed here:
    ways: ``itrp`` (the clusterer refitted on the final train embeddings, dev/test assigned to its centroids) and
    ``itrp_head`` (the last round's head h on the final embeddings, the paper's §3.5 inference);
 5. every method's ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are read
-   only after all mappings exist, to score them (weighted F1, accuracy, NMI, ARI);
-6. ``metrics.json`` and ``report.md`` are written atomically into ``out_dir``.
+   only after all mappings exist, to score them (weighted F1, accuracy, NMI, ARI) on ``test`` and on the dataset's
+   other test labelings (TIR: ``test_RM``, ``test_RL``);
+6. ``metrics.json``, ``report.md`` and the cluster-word plots (``cluster_words_itrp.png``,
+   ``cluster_words_kmeans.png``) are written atomically into ``out_dir``.
 
 Nothing is printed; progress goes to the logger.
 """
@@ -36,6 +38,7 @@ from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.atomic import atomic_write_json, atomic_write_text
 from mmpost.config import RunConfig
 from mmpost.data.post import Post
+from mmpost.evaluation.cluster_words_plot import cluster_words_png
 from mmpost.relate.loop import (
     ItrpResult,
     RelateConfig,
@@ -51,7 +54,7 @@ from mmpost.relate.mapping import ClusterMapping, cluster_words, evaluate, fit_m
 
 log = logging.getLogger(__name__)
 
-__all__ = ["relate", "METHODS"]
+__all__ = ["relate", "test_variants", "unlabelled_posts", "METHODS"]
 
 METHODS = ("itrp", "itrp_head", "kmeans")
 TITLES = {"itrp": "ITRp", "itrp_head": "ITRp head h", "kmeans": "k-means (frozen features)"}
@@ -69,18 +72,53 @@ def _towers(cfg: RunConfig, relate_cfg: RelateConfig) -> tuple[Any, Any]:
     return text, image
 
 
+def test_variants(cfg: RunConfig, task: str, labels: list[str], *, progress: bool = False) -> dict[str, list[Post]]:
+    """The dataset adapter's other test labelings (TIR: ``test_RM`` without and ``test_RL`` with ITRp's relabelled
+    controversial rows), each loaded with its option overrides; {} for sources without any."""
+    if cfg.data.source in ("synthetic", "manifest"):
+        return {}
+    from mmpost.data.sources import get_source
+    out = {}
+    for name, overrides in get_source(cfg.data.source).test_variants.items():
+        data_cfg = dataclasses.replace(cfg.data, options={**dict(cfg.data.options), **overrides})
+        out[name] = list(prepare(data_cfg, task, labels=labels, progress=progress).splits.get("test", []))
+    return out
+
+
+def unlabelled_posts(cfg: RunConfig, source: str | Path) -> list[Post]:
+    """The posts of every split of ``source``, labels ignored: a YAML recipe whose ``data`` section describes them,
+    or a manifest (CSV / TSV / JSONL / Parquet) read with ``cfg``'s column mapping."""
+    from mmpost.apps.prepare import load_source
+    from mmpost.config import load_config
+    path = Path(source)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        posts, _ = load_source(load_config(path).data)
+    else:
+        posts, _ = load_source(cfg.data, str(path))
+    if not posts:
+        raise ValueError(f"{source}: no posts to train on")
+    return [dataclasses.replace(p, labels={}) for p in posts]
+
+
 def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, data: PreparedData | None = None,
            towers: tuple[Any, Any] | None = None, progress: bool | None = None,
-           on_round: Callable[[RoundLog], None] | None = None) -> dict[str, Any]:
+           on_round: Callable[[RoundLog], None] | None = None,
+           unlabelled: Sequence[Post] | None = None) -> dict[str, Any]:
     """Run the ITRp experiment end to end (see the module docstring) and return the metrics written to
     ``metrics.json``. ``data`` / ``towers``: already prepared posts / built towers (tests, notebooks); ``progress``
-    defaults to ``cfg.progress``. Same config and seed → same metrics (timings aside)."""
+    defaults to ``cfg.progress``. ``unlabelled``: posts to train on instead of the recipe's train split (the paper
+    trains on Twitter100k and evaluates on TIR; see :func:`unlabelled_posts`); dev and test still come from the
+    recipe. Same config and seed → same metrics (timings aside)."""
     start = time.perf_counter()
     progress = cfg.progress if progress is None else progress
     out = Path(out_dir)
     task = relate_cfg.task
     data = data or prepare(cfg.data, task, progress=progress)
     splits = {name: list(data.splits.get(name, [])) for name in ("train", "dev", "test")}
+    if unlabelled is not None:
+        splits["train"] = list(unlabelled)
+    splits.update(test_variants(cfg, task, data.labels, progress=progress))
+    tests = [name for name in splits if name.startswith("test")]
     if not splits["dev"]:
         raise ValueError("the dev split is empty: the cluster→label mapping is fitted on dev")
     k = int(relate_cfg.k)  # type: ignore[arg-type]
@@ -107,12 +145,13 @@ def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, dat
     y_dev = _label_ids(splits["dev"], task, data.labels)
     mappings: dict[str, ClusterMapping] = {m: fit_mapping(clusters[m]["dev"], y_dev, k, n_labels) for m in METHODS}
     scores: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
-    if splits["test"]:
-        y_test = _label_ids(splits["test"], task, data.labels)
+    for name in tests:
+        if not splits[name]:
+            log.warning("relate %s: the %s split is empty; no scores on it", task, name)
+            continue
+        y_test = _label_ids(splits[name], task, data.labels)
         for m in METHODS:
-            scores[m]["test"] = evaluate(clusters[m]["test"], y_test, mappings[m])
-    else:
-        log.warning("relate %s: the test split is empty; no test scores", task)
+            scores[m][name] = evaluate(clusters[m][name], y_test, mappings[m])
 
     texts = [p.text for p in splits["train"]]
     words = {m: cluster_words(texts, clusters[m]["train"]) for m in METHODS}
@@ -122,8 +161,10 @@ def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, dat
         "labels": list(data.labels),
         "k": k,
         "split_sizes": {name: len(posts) for name, posts in splits.items()},
+        "train_from": "the recipe's train split" if unlabelled is None else "unlabelled posts given separately",
         "mapping_fitted_on": "dev",
-        **{m: {"test": scores[m].get("test"),
+        "tests": tests,
+        **{m: {**{name: scores[m].get(name) for name in tests},
                "mapping": {str(c): data.labels[lab] for c, lab in mappings[m].items()},
                "train_cluster_sizes": np.bincount(clusters[m]["train"], minlength=k).tolist()}
            for m in METHODS},
@@ -135,6 +176,10 @@ def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, dat
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", metrics)
+    for m in ("itrp", "kmeans"):
+        cluster_words_png(out / f"cluster_words_{m}.png", words[m],
+                          {c: data.labels[lab] for c, lab in mappings[m].items()},
+                          f"{TITLES[m]} · {task}: words most associated with each cluster (train texts)")
     atomic_write_text(out / "report.md", _report(metrics, words, mappings, data.labels, cfg, relate_cfg))
     log.info("relate %s: wrote %s", task, out)
     return metrics
@@ -157,14 +202,15 @@ def _report(metrics: dict[str, Any], words: dict[str, dict[int, list[tuple[str, 
              "to score. NMI and ARI need no mapping. *ITRp*: the clusterer refitted on the final train embeddings, "
              "dev/test assigned to its centroids; *ITRp head h*: the last round's classifier on the final embeddings "
              "(the paper's inference, §3.5); *k-means*: the same clusterer on the untrained towers' features.", "",
-             "| method | weighted F1 | accuracy | NMI | ARI | n |", "|---|---|---|---|---|---|"]
-    for m in METHODS:
-        s = metrics[m]["test"]
-        if s is None:
-            lines.append(f"| {title[m]} | – | – | – | – | 0 |")
-        else:
-            lines.append(f"| {title[m]} | {s['f1_weighted']:.3f} | {s['accuracy']:.3f} | {s['nmi']:.3f} | "
-                         f"{s['ari']:.3f} | {s['n']} |")
+             "| split | method | weighted F1 | accuracy | NMI | ARI | n |", "|---|---|---|---|---|---|---|"]
+    for name in metrics["tests"]:
+        for m in METHODS:
+            s = metrics[m][name]
+            if s is None:
+                lines.append(f"| {name} | {title[m]} | – | – | – | – | 0 |")
+            else:
+                lines.append(f"| {name} | {title[m]} | {s['f1_weighted']:.3f} | {s['accuracy']:.3f} | "
+                             f"{s['nmi']:.3f} | {s['ari']:.3f} | {s['n']} |")
     lines += ["", "## Cluster → label (fitted on dev)", ""]
     for m in METHODS:
         pairs = ", ".join(f"{c} → {labels[lab]} ({mappings[m].how.get(c, '')})" for c, lab in mappings[m].items())
@@ -179,7 +225,9 @@ def _report(metrics: dict[str, Any], words: dict[str, dict[int, list[tuple[str, 
         lines.append(f"| {r['epoch']} | {r['round']} | {r['n']} | {r['sizes']} | {r['sampled']} | {r['reseeded']} | "
                      f"{_fmt(r['loss'])} | {r['cluster_seconds']:.3f} | {r['round_seconds']:.3f} | "
                      f"{100 * r['share']:.1f}% |")
-    lines += ["", "## Cluster words (train texts)", ""]
+    lines += ["", "## Cluster words (train texts)", "",
+              "Log-odds z-scores with an informative Dirichlet prior, each cluster against the rest; plots: "
+              "`cluster_words_itrp.png`, `cluster_words_kmeans.png`.", ""]
     for m in METHODS:
         lines.append(f"**{title[m]}**")
         lines.append("")

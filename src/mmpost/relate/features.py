@@ -27,7 +27,7 @@ import torch
 
 from mmpost.data.post import Post
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.encoders.features import post_features
+from mmpost.encoders.features import post_features, to_device
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def embed_posts(posts: Sequence[Post], text_tower: TextTower, image_tower: Image
 
 def live_text_pooled(tower: TextTower, texts: Sequence[str]) -> torch.Tensor:
     """[B, Dt] pooled text features with gradients (the tower's current train/eval mode is kept)."""
-    return tower(tower.tokenize(list(texts))).pooled
+    return tower(to_device(tower.tokenize(list(texts)), tower)).pooled
 
 
 def _try_load(tower: ImageTower, path: str) -> np.ndarray | None:
@@ -113,11 +113,12 @@ def live_image_pooled(tower: ImageTower, posts: Sequence[Post], *, workers: int 
     ok = [(i, a) for (i, _), a in zip(pairs, arrays) if a is not None]
     param = next(tower.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
     if not ok:
-        return torch.zeros(len(posts), tower.dim, dtype=dtype)
-    pooled = tower(torch.from_numpy(np.stack([a for _, a in ok]))).pooled
-    owners = torch.tensor([i for i, _ in ok], dtype=torch.long)
-    sums = torch.zeros(len(posts), pooled.shape[1], dtype=pooled.dtype).index_add(0, owners, pooled)
-    ones = torch.ones(owners.shape[0], dtype=pooled.dtype)
-    counts = torch.zeros(len(posts), dtype=pooled.dtype).index_add(0, owners, ones)
+        return torch.zeros(len(posts), tower.dim, dtype=dtype, device=device)
+    pooled = tower(torch.from_numpy(np.stack([a for _, a in ok])).to(device)).pooled
+    owners = torch.tensor([i for i, _ in ok], dtype=torch.long, device=device)
+    sums = torch.zeros(len(posts), pooled.shape[1], dtype=pooled.dtype, device=device).index_add(0, owners, pooled)
+    ones = torch.ones(owners.shape[0], dtype=pooled.dtype, device=device)
+    counts = torch.zeros(len(posts), dtype=pooled.dtype, device=device).index_add(0, owners, ones)
     return sums / counts.clamp(min=1).unsqueeze(1)

@@ -78,7 +78,9 @@ class RelateConfig:
     short). epochs: passes over the training set. batch_size: training batch (sampled rows). embed_batch_size:
     batch for the inference passes. finetune: which tower(s) train; the others stay frozen and are read from the
     cache. head: ``linear`` (the paper's) or ``mlp`` (Linear → ReLU → Linear, ``head_hidden`` wide).
-    Learning rates: design notes §4 (ITRp seed code). ``image_momentum`` is not stated there: 0.9 as in DeepCluster.
+    Learning rates: the ITRp seed code's. ``image_momentum`` is not stated there: 0.9 as in DeepCluster.
+    device: where the towers and the head run: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
+    ``cuda:1``, ... Clustering stays on the CPU (faiss / scikit-learn).
     """
 
     task: str = "text_represented"
@@ -98,6 +100,7 @@ class RelateConfig:
     image_lr: float = 3e-3
     image_momentum: float = 0.9
     seed: int = 0
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         defaults = TASK_DEFAULTS.get(self.task, _FALLBACK)
@@ -117,6 +120,14 @@ class RelateConfig:
             raise ValueError(f"subset_size ({self.subset_size}) must be at least k ({self.k})")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1")
+        if self.device != "auto":
+            torch.device(self.device)  # raises on a malformed name
+
+    def torch_device(self) -> torch.device:
+        """The device ``device`` names (``auto``: CUDA when available)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,8 +262,11 @@ def run_itrp(posts_train: Sequence[Post], text_tower: TextTower, image_tower: Im
     frozen_image = (None if "image" in live else
                     image_part(posts, image_tower, cache_dir=cache_dir, batch_size=cfg.embed_batch_size,
                                progress=progress))
+    device = cfg.torch_device()
+    text_tower.to(device)
+    image_tower.to(device)
     in_dim = int(text_tower.dim) + int(image_tower.dim)
-    head = make_head(in_dim, k, cfg.head, cfg.head_hidden)
+    head = make_head(in_dim, k, cfg.head, cfg.head_hidden).to(device)
     encoder_opts = _encoder_optimizers(text_tower, image_tower, live, cfg)
     sampler = get_sampler(str(cfg.sampler))
     loss_fn = nn.CrossEntropyLoss()
@@ -315,7 +329,8 @@ def _train_pass(rows: np.ndarray, posts: list[Post], pseudo: np.ndarray, frozen_
         text_tower.train()
     if "image" in live:
         image_tower.train()
-    targets = torch.as_tensor(pseudo, dtype=torch.long)
+    device = next(head.parameters()).device
+    targets = torch.as_tensor(pseudo, dtype=torch.long, device=device)
     losses: list[float] = []
     for start in range(0, rows.shape[0], batch_size):
         b = rows[start:start + batch_size]
@@ -324,14 +339,14 @@ def _train_pass(rows: np.ndarray, posts: list[Post], pseudo: np.ndarray, frozen_
             t = live_text_pooled(text_tower, [p.text for p in batch_posts])
         else:
             assert frozen_text is not None
-            t = torch.from_numpy(np.ascontiguousarray(frozen_text[b]))
+            t = torch.from_numpy(np.ascontiguousarray(frozen_text[b])).to(device)
         if "image" in live:
             v = live_image_pooled(image_tower, batch_posts)
         else:
             assert frozen_image is not None
-            v = torch.from_numpy(np.ascontiguousarray(frozen_image[b]))
+            v = torch.from_numpy(np.ascontiguousarray(frozen_image[b])).to(device)
         logits = head(torch.cat([t.float(), v.float()], dim=1))
-        loss = loss_fn(logits, targets[torch.as_tensor(b, dtype=torch.long)])
+        loss = loss_fn(logits, targets[torch.as_tensor(b, dtype=torch.long, device=device)])
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -382,11 +397,14 @@ def predict_head(head: nn.Module, features: dict[str, np.ndarray],
     0..k-1 (the last round's pseudo-label identities; a mapping fitted on dev names them). ``features`` from
     :func:`split_features`; splits listed in ``splits`` but without features get an empty array."""
     head.eval()
-    out = {name: head(torch.from_numpy(np.ascontiguousarray(x))).argmax(1).numpy().astype(np.int64)
+    device = next(head.parameters()).device
+    out = {name: head(torch.from_numpy(np.ascontiguousarray(x)).to(device)).argmax(1).cpu().numpy().astype(np.int64)
            for name, x in features.items()}
     for name in splits or {}:
         out.setdefault(name, np.zeros(0, dtype=np.int64))
     return out
+
+
 def kmeans_baseline(splits: dict[str, Sequence[Post]], text_tower: TextTower, image_tower: ImageTower,
                     cfg: RelateConfig, *, cache_dir: str | Path | None = None,
                     fit_on: str = "train") -> dict[str, np.ndarray]:

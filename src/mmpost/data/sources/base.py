@@ -29,6 +29,9 @@ class DatasetSource:
     tasks: ClassVar[dict[str, list[str]]] = {}         # task -> label names, in order
     options: ClassVar[dict[str, Any]] = {}             # option -> default
     default_image_root: ClassVar[str | None] = None    # relative to the data root, where the images ship with it
+    # other versions of the test labels, scored next to "test" where a method reports them (e.g. relabelled rows):
+    # split name -> option overrides that load them; train and dev must not depend on these options
+    test_variants: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(options) - set(self.options))

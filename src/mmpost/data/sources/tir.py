@@ -107,6 +107,7 @@ class TirSource(DatasetSource):
              "relation": ["00", "01", "10", "11"]}
     options = {"split": "itrp", "test": "raw", "split_seed": 0}
     default_image_root = None
+    test_variants = {"test_RM": {"test": "rm"}, "test_RL": {"test": "rl"}}
 
     def load(self, data_root: Path, *, image_root: Path | None = None, **options: Any) -> SourceData:
         opts = self.check_options(options)
