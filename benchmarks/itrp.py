@@ -1,13 +1,14 @@
 """ITRp on the embedded synthetic set: the comparison with plain k-means, and the ablations of the paper's tables 3–5.
 
     python benchmarks/itrp.py compare      # ITRp vs k-means, both tasks, seeds 0 1 2
-    python benchmarks/itrp.py ablations    # clustering method, freeze setting, sampling (seed 0) → docs/itrp.md
+    python benchmarks/itrp.py ablations --epochs 1 --write docs/itrp.md   # tables 3–5 (seed 0) into the docs
 
 Every cell is one ``mmpost relate`` run (:func:`mmpost.apps.relate.relate`) on the embedded default (2,000 posts,
 128 px; train / dev / test as the synthetic set splits them), subsets of m = 1,000 posts, 3 epochs, the packaged
-towers (MiniLM, EfficientNet-Lite0). Cells are written under ``--out`` (``TASK/CLUSTERER-FINETUNE-SAMPLER-sSEED``)
-and read back when their ``metrics.json`` exists, so both commands share the default cells and an interrupted run
-resumes. ``--workers`` runs cells in parallel processes with one torch thread each.
+towers (MiniLM, EfficientNet-Lite0). Cells are written under ``--out``
+(``TASK/CLUSTERER-FINETUNE-SAMPLER-eEPOCHS-mM-sSEED``) and read back when their ``metrics.json`` exists, so the two
+commands share the cells they have in common and an interrupted run resumes. ``--workers`` runs cells in parallel
+processes with one torch thread each.
 
 ``compare`` prints, per task, test weighted F1 / NMI / ARI as mean ± std over the seeds for ITRp (the clusterer
 refitted on the tuned features), ITRp's last head and k-means on the frozen features, plus the paired difference
@@ -31,14 +32,15 @@ METHODS = {"itrp": "ITRp", "itrp_head": "ITRp head h", "kmeans": "k-means (froze
 BEGIN, END = "<!-- ablations:begin -->", "<!-- ablations:end -->"
 
 
-def cell_dir(out: Path, task: str, clusterer: str, finetune: str, sampler: str, seed: int) -> Path:
-    return out / task / f"{clusterer}-{finetune}-{sampler}-s{seed}"
+def cell_dir(out: Path, task: str, clusterer: str, finetune: str, sampler: str, seed: int, epochs: int,
+             subset: int) -> Path:
+    return out / task / f"{clusterer}-{finetune}-{sampler}-e{epochs}-m{subset}-s{seed}"
 
 
 def run_cell(args: tuple[str, str, str, str, int, int, int, str]) -> dict:
     """One relate run in this process (1 torch thread), or its metrics read back."""
     out, task, clusterer, finetune, sampler, seed, epochs, subset = args[0], *args[1:]
-    folder = cell_dir(Path(out), task, clusterer, finetune, sampler, seed)
+    folder = cell_dir(Path(out), task, clusterer, finetune, sampler, seed, epochs, int(subset))
     if (folder / "metrics.json").exists():
         return json.loads((folder / "metrics.json").read_text())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,7 +65,16 @@ def run_cell(args: tuple[str, str, str, str, int, int, int, str]) -> dict:
     return metrics
 
 
-def run_cells(cells: list[tuple], workers: int) -> list[dict]:
+def read_cell(cell: tuple) -> dict | None:
+    """A finished cell's metrics, or None (``--collect`` reports what exists without running anything)."""
+    out, task, clusterer, finetune, sampler, seed, epochs, subset = cell
+    path = cell_dir(Path(out), task, clusterer, finetune, sampler, seed, epochs, int(subset)) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_cells(cells: list[tuple], workers: int, collect: bool = False) -> list[dict | None]:
+    if collect:
+        return [read_cell(c) for c in cells]
     if workers <= 1:
         return [run_cell(c) for c in cells]
     import multiprocessing as mp
@@ -71,10 +82,10 @@ def run_cells(cells: list[tuple], workers: int) -> list[dict]:
         return list(pool.map(run_cell, cells))
 
 
-def _ms(values: list[float]) -> str:
+def _ms(values: list[float], digits: int = 3) -> str:
     import numpy as np
     a = np.asarray(values, dtype=float)
-    return f"{a.mean():.3f}" if a.size == 1 else f"{a.mean():.3f} ± {a.std(ddof=1):.3f}"
+    return f"{a.mean():.{digits}f}" if a.size == 1 else f"{a.mean():.{digits}f} ± {a.std(ddof=1):.{digits}f}"
 
 
 def compare(args: argparse.Namespace) -> str:
@@ -83,18 +94,21 @@ def compare(args: argparse.Namespace) -> str:
 
     cells = [(str(args.out), t, *DEFAULTS[t], s, args.epochs, args.subset_size) for t in args.tasks
              for s in args.seeds]
-    results = run_cells(cells, args.workers)
+    results = run_cells(cells, args.workers, args.collect)
     lines = [f"ITRp vs plain k-means on frozen features · embedded default · test split · seeds "
              f"{', '.join(map(str, args.seeds))} (mean ± std)", "",
              "| task | method | weighted F1 | NMI | ARI | clustering share |", "|---|---|---|---|---|---|"]
     summary = []
     for task in args.tasks:
-        runs = [m for c, m in zip(cells, results) if c[1] == task]
+        runs = [m for c, m in zip(cells, results) if c[1] == task and m is not None]
+        if not runs:
+            lines.append(f"| {task} | (not run) | | | | |")
+            continue
         for method, title in METHODS.items():
             f1 = [r[method]["test"]["f1_weighted"] for r in runs]
             nmi = [r[method]["test"]["nmi"] for r in runs]
             ari = [r[method]["test"]["ari"] for r in runs]
-            share = (_ms([100 * r["timing"]["cluster_share"] for r in runs]) + "%") if method == "itrp" else ""
+            share = (_ms([100 * r["timing"]["cluster_share"] for r in runs], 2) + "%") if method == "itrp" else ""
             lines.append(f"| {task} | {title} | {_ms(f1)} | {_ms(nmi)} | {_ms(ari)} | {share} |")
         d = np.array([r["itrp"]["test"]["f1_weighted"] - r["kmeans"]["test"]["f1_weighted"] for r in runs])
         itrp, km = ([r[m]["test"]["f1_weighted"] for r in runs] for m in ("itrp", "kmeans"))
@@ -115,9 +129,11 @@ def ablation_rows(task: str) -> list[tuple[str, str, tuple[str, str, str]]]:
 
 def ablations(args: argparse.Namespace) -> str:
     plan = {t: ablation_rows(t) for t in args.tasks}
+    # cells that fine-tune the image tower cost ~10x the others on a CPU: run them last
     unique = sorted({(str(args.out), t, *cfg, s, args.epochs, args.subset_size)
-                     for t, rows in plan.items() for _, _, cfg in rows for s in args.seeds})
-    results = dict(zip(unique, run_cells(unique, args.workers)))
+                     for t, rows in plan.items() for _, _, cfg in rows for s in args.seeds},
+                    key=lambda c: (c[3] in ("image", "both"), c))
+    results = dict(zip(unique, run_cells(unique, args.workers, args.collect)))
     lines = [f"Test split of the embedded default; seeds {', '.join(map(str, args.seeds))}; m = {args.subset_size}, "
              f"{args.epochs} epochs. One setting varies per row; **bold** = the task's default (the paper's best). "
              "ITRp = the clusterer refitted on the tuned features; k-means = the same clusterer on frozen features "
@@ -131,13 +147,17 @@ def ablations(args: argparse.Namespace) -> str:
                     continue
                 runs = [results[(str(args.out), task, *cfg, s, args.epochs, args.subset_size)] for s in args.seeds]
                 name = f"**{setting}**" if cfg == DEFAULTS[task] else setting
+                runs = [r for r in runs if r is not None]
+                if not runs:
+                    lines.append(f"| {task} | {name} | not run | | | | | | |")
+                    continue
                 lines.append(
                     f"| {task} | {name} | {_ms([r['itrp']['test']['f1_weighted'] for r in runs])} | "
                     f"{_ms([r['itrp']['test']['nmi'] for r in runs])} | {_ms([r['itrp']['test']['ari'] for r in runs])}"
                     f" | {_ms([r['itrp_head']['test']['f1_weighted'] for r in runs])} | "
                     f"{_ms([r['kmeans']['test']['f1_weighted'] for r in runs])} | "
-                    f"{_ms([100 * r['timing']['cluster_share'] for r in runs])}% | "
-                    f"{_ms([r['timing']['itrp_seconds'] for r in runs])} |")
+                    f"{_ms([100 * r['timing']['cluster_share'] for r in runs], 2)}% | "
+                    f"{_ms([r['timing']['itrp_seconds'] for r in runs], 0)} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -162,6 +182,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-itrp"))
     ap.add_argument("--write", type=Path, default=None, help="ablations: replace the table in this markdown file")
+    ap.add_argument("--collect", action="store_true", help="run nothing: tabulate the cells already finished")
     args = ap.parse_args()
     args.seeds = args.seeds if args.seeds is not None else ([0, 1, 2] if args.what == "compare" else [0])
     start = time.perf_counter()

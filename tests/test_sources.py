@@ -27,6 +27,7 @@ LABEL_NAMES = {
     "relation": ["00", "01", "10", "11"],
     "hate": ["none", "hateful", "counter-speech", "reclaimed"],
     "offensive": ["non-offensive", "offensive"],
+    "emoticon": [],          # twitter-emoticon: the label set comes from the data
 }
 
 
@@ -271,8 +272,8 @@ def test_multioff(root):
 
 
 def test_registry_and_options():
-    assert sorted(names()) == ALL
-    for name in ALL:
+    assert sorted(names()) == sorted([*ALL, "twitter-emoticon"])     # its data is not under the data root here
+    for name in names():
         src = get_source(name)
         assert src.name == name and registry.get("dataset", name) is type(src)
         assert set(src.tasks) <= set(LABEL_NAMES)
@@ -465,3 +466,19 @@ def test_images_are_attached_where_the_file_exists(tmp_path):
     with pytest.raises(SourceError, match="image root for dataset 'tir' is not a folder"):
         get_source("tir").load(tmp_path, image_root=tmp_path / "nope")
     assert counts_note(data.posts, "relation", ["00", "01", "10", "11"]).startswith("counts: train ")
+
+
+def test_tir_test_variants_are_scored_by_relate(root):
+    """`mmpost relate` on TIR scores test, test_RM and test_RL: the variants come from the adapter's options."""
+    from mmpost.apps.relate import test_variants
+    from mmpost.config import load_config
+
+    if not (root / FOLDER["tir"]).is_dir():
+        pytest.skip("tir/ is not under MMPOST_DATA_ROOT")
+    cfg = load_config(None, ["data.source=tir", f"data.data_root={root}", "progress=false"])
+    variants = test_variants(cfg, "text_represented", ["not_represented", "represented"])
+    assert sorted(variants) == ["test_RL", "test_RM"]
+    assert len(variants["test_RM"]) == 677 and len(variants["test_RL"]) == 895
+    raw = {p.id: p.labels["text_represented"] for p in by_split(load(root, "tir").posts)["test"]}
+    changed = sum(raw[p.id] != p.labels["text_represented"] for p in variants["test_RL"])
+    assert 0 < changed <= 218

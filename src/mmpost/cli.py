@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from mmpost.serve.limits import ServeLimits
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
     help="""**mmpost** — train, evaluate and serve classifiers for social-media posts that carry an image and a text.
@@ -95,6 +97,7 @@ def train(
     config: Annotated[Optional[Path], typer.Argument(help="YAML recipe (see configs/). Not needed with --resume.", dir_okay=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. objectives.itc=true train.epochs=5")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its last checkpoint (its config.yaml is used).", file_okay=False)] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N training batches within an epoch (0: at epoch ends only; same as train.checkpoint_every=N), so a killed run loses at most N batches.", min=0)] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train a model from a YAML recipe and write a run folder: `model.safetensors`, `config.yaml`,
@@ -102,13 +105,17 @@ def train(
 
     Example: `mmpost train configs/memes.yaml objectives.itc=true objectives.itm=true`
 
-    After a crash or Ctrl-C: `mmpost train --resume runs/<run>` goes on from the last finished epoch and ends
-    where an uninterrupted run would have.
+    After a crash or Ctrl-C: `mmpost train --resume runs/<run>` goes on from the last checkpoint (the last
+    finished epoch, or batch with `--checkpoint-every N`) and ends where an uninterrupted run would have. The first
+    Ctrl-C stops after the batch in progress and writes a checkpoint; a second stops at once.
     """
     _setup(verbose)
     from mmpost.apps.train import train as run_train
     from mmpost.config import ConfigError, load_config
     from mmpost.data.validate import DataValidationError
+    from mmpost.engine.checkpoint import CheckpointWriteError
+    from mmpost.engine.loop import TrainingInterrupted
+    from mmpost.engine.setup import is_multiprocess, is_rank_zero, rank_zero_value
     try:
         if resume is not None:
             if config is not None and config.suffix.lower() not in (".yaml", ".yml"):
@@ -119,7 +126,17 @@ def train(
             raise ConfigError("give a YAML recipe, or --resume RUN_DIR")
         else:
             cfg = load_config(config, overrides)
+        if cfg.name is None and is_multiprocess(cfg.fabric):    # every process must write into the one run folder
+            from mmpost.apps.train import run_name
+            cfg.name = rank_zero_value(cfg.fabric, run_name(cfg))
+        if checkpoint_every:
+            cfg.train.checkpoint_every = checkpoint_every      # saved with the run, so --resume keeps it
         result = run_train(cfg, resume=resume is not None)
+    except TrainingInterrupted as e:
+        typer.secho(str(e), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=130)
+    except CheckpointWriteError as e:
+        _fail(e)
     except DataValidationError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         typer.secho("fix the rows above, or set data.policy=skip (drop them) or data.policy=text-only "
@@ -127,7 +144,8 @@ def train(
         raise typer.Exit(code=3)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
         _fail(e)
-    _metrics_table(str(result.run_dir), {**result.metrics, "majority": {cfg.task: result.baseline}})
+    if is_rank_zero():
+        _metrics_table(str(result.run_dir), {**result.metrics, "majority": {cfg.task: result.baseline}})
 
 
 @app.command()
@@ -157,20 +175,61 @@ def predict(
     data: Annotated[str, typer.Option(help="A CSV/JSONL manifest, read with the run's column mapping (no labels needed).")],
     out: Annotated[Path, typer.Option(help="Where to write one JSON line per post.")] = Path("predictions.jsonl"),
     overrides: Annotated[Optional[list[str]], typer.Argument(help="data.* overrides, e.g. data.columns.image_root=/imgs")] = None,
+    chunk: Annotated[int, typer.Option(help="Posts read, predicted and written (then fsynced) at a time; memory does not grow with the file.", min=1)] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Posts per model batch.", min=1)] = 128,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and extend the run's feature cache (worth it for posts you will predict again); by default a chunk's features are thrown away.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "image_used"}` per line.
 
     A post whose image is missing or unreadable is predicted from its text with the learned "no image" vector;
-    `image_used` says so. The file appears only when complete.
+    `image_used` says so. The manifest is streamed: results go to `OUT.part` chunk by chunk, and `OUT` appears
+    (in one rename) only when complete. After a crash or Ctrl-C, run the same command again: finished posts are
+    skipped.
     """
     _setup(verbose)
     from mmpost.apps.predict import predict_file
     try:
-        counts = predict_file(run_dir, data, out, overrides=overrides)
+        counts = predict_file(run_dir, data, out, overrides=overrides, chunk=chunk, batch_size=batch_size,
+                              cache=cache)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
-    typer.echo(f"{counts['posts']} posts → {out} ({counts['without_image']} predicted without an image)")
+    resumed = f"; {counts['resumed']} were done before the interruption" if counts["resumed"] else ""
+    typer.echo(f"{counts['posts']} posts → {out} ({counts['without_image']} predicted without an image{resumed})")
+
+
+@app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.", exists=True, file_okay=False)],
+    host: Annotated[str, typer.Option(help="Address to listen on. The default answers this machine only; 0.0.0.0 answers every network it is on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = ServeLimits.max_body_bytes,
+    max_image_bytes: Annotated[int, typer.Option(help="Largest image file in bytes (413 above).")] = ServeLimits.max_image_bytes,
+    max_image_pixels: Annotated[int, typer.Option(help="Most pixels in one image, read from its header before decoding (413 above).")] = ServeLimits.max_image_pixels,
+    max_text_chars: Annotated[int, typer.Option(help="Longest text in characters (422 above).")] = ServeLimits.max_text_chars,
+    max_batch: Annotated[int, typer.Option(help="Most posts in one /predict/batch request (413 above).")] = ServeLimits.max_batch,
+    max_connections: Annotated[int, typer.Option(help="Open connections; past this, new ones get 503 at once.")] = 64,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve a trained run over HTTP: `POST /predict` (a multipart form with `text` and an `image` file, or JSON
+    with a base64 `image`), `POST /predict/batch`, `GET /health`, `GET /model`, and the API docs at `/docs`.
+
+    The model is loaded once; requests over a limit get 413 or 422 with a message naming the field.
+
+    Example: `mmpost serve runs/my-run --port 8000`, then
+    `curl -F text="what a lovely day" -F image=@photo.jpg http://127.0.0.1:8000/predict`
+    """
+    _setup(verbose)
+    from mmpost.serve.run import run_server
+    try:
+        limits = ServeLimits(max_body_bytes=max_body_bytes, max_image_bytes=max_image_bytes,
+                             max_image_pixels=max_image_pixels, max_text_chars=max_text_chars, max_batch=max_batch)
+        typer.echo(f"loading {run_dir} and making a warm-up prediction …", err=True)
+        run_server(run_dir, host=host, port=port, limits=limits, max_connections=max_connections,
+                   access_log=access_log)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
 
 
 @app.command()
@@ -277,7 +336,9 @@ def relate(
     subset_size: Annotated[int, typer.Option(help="Posts per round (m).")] = 1000,
     epochs: Annotated[int, typer.Option(help="Passes over the unlabelled training posts.")] = 3,
     seed: Annotated[int, typer.Option()] = 0,
-    out: Annotated[Path, typer.Option(help="Output folder (metrics.json, report.md).")] = Path("runs/relate"),
+    unlabelled: Annotated[Optional[Path], typer.Option(help="Train on these posts instead of the recipe's train split: a CSV/JSONL/Parquet manifest (the recipe's data.columns) or a YAML recipe; dev/test still come from the recipe.", dir_okay=False)] = None,
+    device: Annotated[str, typer.Option(help="Where the towers train: auto (CUDA when available), cpu, cuda, cuda:1 …")] = "auto",
+    out: Annotated[Path, typer.Option(help="Output folder (metrics.json, report.md, cluster-word plots).")] = Path("runs/relate"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Discover image-text relations without labels (ITRp): cluster the posts' frozen text ⊕ image features into
@@ -291,6 +352,7 @@ def relate(
     """
     _setup(verbose)
     from mmpost.apps.relate import relate as run_relate
+    from mmpost.apps.relate import unlabelled_posts
     from mmpost.config import ConfigError, load_config
     from mmpost.relate.loop import RelateConfig
 
@@ -303,17 +365,81 @@ def relate(
     try:
         cfg = load_config(config, ["text_encoder.trainable=false", *(overrides or [])])
         rc = RelateConfig(task=task, k=k, clusterer=clusterer, sampler=sampler, finetune=finetune,
-                          subset_size=subset_size, epochs=epochs, seed=seed)
-        metrics = run_relate(cfg, rc, out, on_round=show)
+                          subset_size=subset_size, epochs=epochs, seed=seed, device=device)
+        extra = unlabelled_posts(cfg, unlabelled) if unlabelled is not None else None
+        metrics = run_relate(cfg, rc, out, on_round=show, unlabelled=extra)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(e)
     names = {"itrp": "ITRp (clusters of the tuned features)", "itrp_head": "ITRp (its last head)",
              "kmeans": "k-means on frozen features"}
-    rows = [[names[m], metrics[m]["test"]["f1_weighted"], metrics[m]["test"]["nmi"], metrics[m]["test"]["ari"]]
-            for m in names if metrics[m].get("test")]
-    _table(f"{task} · test, mapping fitted on dev → {out}", ["method", "weighted F1", "NMI", "ARI"],
-           [[r[0], *(f"{x:.3f}" for x in r[1:])] for r in rows], left=1)
+    rows = [[split, names[m], *(f"{metrics[m][split][key]:.3f}" for key in ("f1_weighted", "nmi", "ari"))]
+            for split in metrics["tests"] for m in names if metrics[m].get(split)]
+    _table(f"{task} · mapping fitted on dev → {out}", ["split", "method", "weighted F1", "NMI", "ARI"], rows)
     typer.echo(f"clustering took {100 * metrics['timing']['cluster_share']:.2f}% of the ITRp rounds' time")
+
+
+@app.command()
+def similarity(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run, ideally trained with objectives.itc=true on another task than the relation.", file_okay=False)],
+    config: Annotated[Optional[Path], typer.Argument(help="A recipe for the posts to score (default: the run's own data).", dir_okay=False)] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of that recipe")] = None,
+    task: Annotated[str, typer.Option(help="The label that carries the relation: relation (codes XY) or any task of posts that also have text_represented and image_adds.")] = "relation",
+    out: Annotated[Optional[Path], typer.Option(help="JSON file for the result (default: RUN_DIR/relation_similarity.json).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """How well the run's image-text similarity ranks posts by relation strength: Spearman's rho between the cosine
+    of the run's ITC projections and the 4-level score (1: text not represented, image adds nothing … 4: text
+    represented and image adds), on test and on the dataset's other test labelings (TIR: test_RM, test_RL).
+
+    ITRp uses this (with CLIP) to check label quality. Example, on the embedded default:
+    `mmpost train task=sentiment objectives.itc=true` then `mmpost similarity runs/<that run>`.
+    """
+    _setup(verbose)
+    from mmpost.apps.similarity import relation_similarity
+    from mmpost.config import ConfigError, load_config
+    try:
+        cfg = load_config(config, overrides or []) if config is not None or overrides else None
+        result = relation_similarity(run_dir, cfg, task=task, out=out or run_dir / "relation_similarity.json")
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(e)
+    rows = [[name, f"{r['rho']:.3f}", f"{r['p']:.1e}", str(r["n"]), str(r["skipped"]),
+             *("–" if r["mean_by_level"][lvl] is None else f"{r['mean_by_level'][lvl]:.3f}" for lvl in (1, 2, 3, 4))]
+            for name, r in result["splits"].items()]
+    _table(f"ITC similarity vs relation score · run trained on {result['run_task']}",
+           ["split", "Spearman rho", "p", "n", "skipped", "mean sim 1", "2", "3", "4"], rows, left=1)
+    for note in result["notes"]:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.", exists=True, file_okay=False)],
+    out: Annotated[Optional[Path], typer.Option(help="The HTML file to write (default: RUN_DIR/run_report.html); the markdown twin and its figures folder go beside it.", dir_okay=False)] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="data.* overrides when the run's data moved, e.g. data.data_root=/data")] = None,
+    examples: Annotated[int, typer.Option(help="Mistakes shown per true class.")] = 4,
+    projection: Annotated[str, typer.Option(help="Embedding map: auto (t-SNE for small maps, else PCA), pca or tsne.")] = "auto",
+    max_points: Annotated[int, typer.Option(help="At most this many posts in the embedding map (a seeded sample).")] = 2000,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Write one self-contained HTML page about a run (figures inlined, nothing fetched) and a markdown twin:
+    metrics, confusion matrices, training curves of every loss component and the ITC temperature, a 2-D map of
+    the text and image vectors, and the mistakes per class with their images.
+
+    The run's model predicts its dev and test posts again, read from the data its config names.
+
+    Example: `mmpost report runs/itc-only --out itc-only.html`
+    """
+    _setup(verbose)
+    from mmpost.apps.report import write_run_report
+    from mmpost.config import ConfigError
+    try:
+        files = write_run_report(run_dir, out, overrides=overrides, examples=examples, projection=projection,
+                                 max_points=max_points, progress=True)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+        _fail(e)
+    for warning in files.warnings:
+        typer.secho(f"note: {warning}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{files.html} · markdown twin {files.markdown} (figures in {files.figures})")
 
 
 @app.command()

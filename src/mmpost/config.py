@@ -41,6 +41,18 @@ class SyntheticConfig:
 
 
 @dataclass
+class EmoticonConfig:
+    """The ``emoticon`` task from emoji in the texts (``mmpost.data.emoji.emoticon_task``)."""
+    top_k: int | None = 10                 # the label set: the K emoji held by the most posts (null: all)
+    labels: list[str] | None = None        # or a fixed label set: CLDR names (red_heart) or the emoji themselves
+    multi: str = "first"                   # several emoji in a post: first | last | most | single (drop the post)
+    strip: str = "label"                   # leak removal: label (every form of the label emoji) | all (every emoji)
+    skin_tones: str = "fold"               # fold (👍🏽 is 👍) | keep
+    text_symbols: bool = True              # count bare text-default symbols (©, ™, ❤ without VS16)
+    resplit: bool = False                  # split again, stratified by emoticon (a source's split served another task)
+
+
+@dataclass
 class DataConfig:
     source: str = "synthetic"              # "synthetic" (the embedded default), "manifest", or a dataset adapter
     data_root: str | None = None           # default: $MMPOST_DATA_ROOT
@@ -58,6 +70,7 @@ class DataConfig:
     split_salt: str = "mmpost"             # hash method only
     limit: int | None = None               # use the first N posts (quick runs)
     max_train: int | None = None           # at most N training posts: a stratified, seeded subsample (split_seed)
+    emoticon: EmoticonConfig = field(default_factory=EmoticonConfig)   # task=emoticon: labels from emoji in texts
 
 
 @dataclass
@@ -69,20 +82,28 @@ class EncoderConfig:
     max_length: int = 128
     image_size: int | None = None          # default: the encoder's own (224 for EfficientNet-Lite0)
     fit: str = "crop"                      # crop | pad | squash
+    precision: str | None = None           # feature extraction (frozen tower): fp32 (default: results do not depend on
+                                           # the CPU) | bf16 | auto (bf16 where native); training always runs fp32
+    channels_last: bool | None = None      # CNN towers: NHWC memory layout (efficientnet-lite0: true)
+    batch_size: int | None = None          # images per forward in feature extraction (efficientnet-lite0: 8)
+    decode_workers: int | None = None      # threads decoding the next images while the tower runs (default 2; 0: none)
 
 
 @dataclass
 class ModelConfig:
-    name: str = "conc"                     # conc | att | mmbt | vilt | lxmert (docs/models.md)
+    name: str = "conc"                     # conc | att | mmbt | vilt | lxmert | emoticon (docs/models.md)
     hidden: int = 512                      # conc: fused size (att uses the text width)
     proj_dim: int = 512                    # ITC projection size
     dropout: float = 0.05
     heads: int = 8                         # att: attention heads
     contrast: str = "unimodal"             # single-stream / cross families: ITC on unimodal passes | fused tokens
     path: str | None = None                # vilt / lxmert: an HF ViltModel / LxmertModel name or folder
-    layers: int = 2                        # lxmert offline: cross-modality layers trained from scratch
+    layers: int = 2                        # lxmert offline: cross-modality layers trained from scratch; emoticon:
+                                           # image-branch transformer layers
     max_text_tokens: int | None = None     # vilt: text cap (default 40, as in the seed paper)
     region_features: str | None = None     # lxmert with HF weights: folder of <image stem>.safetensors/.npz/.npy
+    fusion: str = "attention"              # emoticon: attention (learned per-post modality weights) | concat
+    modalities: str = "both"               # emoticon: both | text | image (one-branch baselines)
 
 
 @dataclass
@@ -114,13 +135,15 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int = 128
     threads: int | None = None             # torch threads while training; default: 1 when every tower is frozen
+    checkpoint_every: int = 0              # also checkpoint every N batches within an epoch (0: epoch ends only)
 
 
 @dataclass
 class FabricConfig:
     accelerator: str = "cpu"
-    devices: int = 1
-    strategy: str = "auto"
+    devices: int = 1                       # processes per machine (CPU: gloo; GPUs: one per GPU)
+    num_nodes: int = 1                     # machines (launched by torchrun or SLURM)
+    strategy: str = "auto"                 # auto | ddp (several processes, each a slice of the global batch)
     precision: str = "32-true"
 
 
@@ -213,8 +236,20 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"model.contrast must be unimodal or fused, got {cfg.model.contrast!r}")
     if cfg.objectives.itm_negatives not in ("random", "hard"):
         raise ConfigError(f"objectives.itm_negatives must be random or hard, got {cfg.objectives.itm_negatives!r}")
+    for side, enc in (("text_encoder", cfg.text_encoder), ("image_encoder", cfg.image_encoder)):
+        if enc.precision not in (None, "auto", "fp32", "bf16"):
+            raise ConfigError(f"{side}.precision must be auto, fp32 or bf16, got {enc.precision!r}")
     if cfg.objectives.weighting not in ("additive", "convex"):
         raise ConfigError(f"objectives.weighting must be additive or convex, got {cfg.objectives.weighting!r}")
+    from mmpost.data.emoji import MULTI_POLICIES, SKIN_TONE_MODES, STRIP_MODES
+    emo = cfg.data.emoticon
+    for key, value, choices in (("multi", emo.multi, MULTI_POLICIES), ("strip", emo.strip, STRIP_MODES),
+                                ("skin_tones", emo.skin_tones, SKIN_TONE_MODES)):
+        if value not in choices:
+            raise ConfigError(f"data.emoticon.{key} must be one of {', '.join(choices)}, got {value!r}")
+    if cfg.model.fusion not in ("attention", "concat") or cfg.model.modalities not in ("both", "text", "image"):
+        raise ConfigError(f"model.fusion must be attention or concat and model.modalities both, text or image; got "
+                          f"{cfg.model.fusion!r} and {cfg.model.modalities!r}")
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfig:

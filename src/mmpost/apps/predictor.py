@@ -39,11 +39,13 @@ class Predictor:
         self.model.eval()
 
     @torch.inference_mode()
-    def predict_with_mask(self, posts: Sequence[Post], *, batch_size: int = 128,
-                          progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_mask(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False,
+                          cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities [N, C] (columns in the order of ``self.labels``) and, per post, whether an image
-        was used (False: no image, or none readable — the learned "no image" vector stood in)."""
-        cfg = replace(self.config, progress=progress)
+        was used (False: no image, or none readable — the learned "no image" vector stood in).
+        ``cache_dir`` replaces the run's feature cache for these posts: a server passes a throwaway folder per
+        request, so that serving never grows (nor rescans) the shared cache."""
+        cfg = replace(self.config, progress=progress, cache_dir=str(cache_dir) if cache_dir else self.config.cache_dir)
         datasets, _ = build_datasets({"all": posts}, {"all": np.full(len(posts), -1)}, cfg,
                                      self.text_tower, self.image_tower)
         ds = datasets["all"]
@@ -51,6 +53,26 @@ class Predictor:
         out = [self.model(batch).logits.float().softmax(-1).numpy() for batch in dl]
         probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
         return probs, ds.has_image.numpy()
+
+    @torch.inference_mode()
+    def embed(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False) -> dict[str, np.ndarray]:
+        """What a report maps and inspects, per post: ``probs`` [N, C], ``text_embeds`` and ``image_embeds``
+        [N, E] (the projected vectors ITC contrasts, before normalisation) and ``has_image`` [N] (False where the
+        learned "no image" vector stood in, so that image point means nothing)."""
+        cfg = replace(self.config, progress=progress)
+        datasets, _ = build_datasets({"all": posts}, {"all": np.full(len(posts), -1)}, cfg,
+                                     self.text_tower, self.image_tower)
+        ds = datasets["all"]
+        dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
+        parts: dict[str, list[np.ndarray]] = {"probs": [], "text_embeds": [], "image_embeds": []}
+        for batch in dl:
+            out = self.model(batch)
+            parts["probs"].append(out.logits.float().softmax(-1).numpy())
+            parts["text_embeds"].append(out.text_embeds.float().numpy())
+            parts["image_embeds"].append(out.image_embeds.float().numpy())
+        result = {k: np.concatenate(v) if v else np.zeros((0, 0), dtype=np.float32) for k, v in parts.items()}
+        result["has_image"] = ds.has_image.numpy().astype(bool)
+        return result
 
     def predict_proba(self, posts: Sequence[Post], **kwargs) -> np.ndarray:
         """Class probabilities [N, C], columns in the order of ``self.labels``."""

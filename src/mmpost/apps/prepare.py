@@ -98,6 +98,9 @@ def subsample(posts: list[Post], task: str, n: int, *, seed: int) -> list[Post]:
 
 def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path: str | None = None,
             progress: bool = True, require_splits: bool = True) -> PreparedData:
+    if task == "emoticon" and path is None:       # labels come from the emoji in the texts
+        from mmpost.apps.prepare_emoticon import prepare_emoticon
+        return prepare_emoticon(cfg, task, progress=progress)[0]
     posts, notes = load_source(cfg, path)
     counts: dict[str, int] = {"loaded": len(posts)}
     if cfg.require_image:

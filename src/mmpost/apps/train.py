@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from mmpost import registry
 from mmpost.apps.build import aux_name, build_model, build_objective, build_tower
@@ -18,9 +18,9 @@ from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.atomic import atomic_write_json, atomic_write_text
 from mmpost.config import RunConfig, to_yaml
 from mmpost.data.dataset import PostDataset, label_ids, unwrap
-from mmpost.engine.checkpoint import load_weights, save_weights
-from mmpost.engine.loop import FitState, fit, predict
-from mmpost.engine.resume import BEST, LAST, load_training_state, save_training_state
+from mmpost.engine.checkpoint import CheckpointWriteError, load_weights, save_weights
+from mmpost.engine.loop import FitState, TrainingInterrupted, fit, predict
+from mmpost.engine.resume import BEST, LAST, ResumableBatchSampler, load_training_state, save_training_state
 from mmpost.engine.setup import make_fabric, seed_everything, torch_threads
 from mmpost.engine.step import TrainStep
 from mmpost.evaluation.metrics import classification_metrics, confusion, majority_baseline, per_class, weighted_f1
@@ -62,9 +62,10 @@ def make_datasets(data: PreparedData, cfg: RunConfig, text_tower, image_tower) -
 
 
 def loader(ds: PostDataset, batch_size: int, *, shuffle: bool, seed: int, workers: int) -> DataLoader:
+    """Batches of a dataset; a shuffled loader can start a pass some batches in (resuming within an epoch)."""
     sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(ds)
-    return DataLoader(ds, batch_sampler=BatchSampler(sampler, batch_size, drop_last=False), collate_fn=unwrap,
-                      num_workers=workers)
+    return DataLoader(ds, batch_sampler=ResumableBatchSampler(sampler, batch_size, drop_last=False),
+                      collate_fn=unwrap, num_workers=workers)
 
 
 def write_log(path: Path, history: list[dict[str, float]]) -> None:
@@ -102,13 +103,20 @@ def open_run_dir(cfg: RunConfig, resume: bool) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    for stale in (run_dir / LAST).parent.glob(".*.tmp"):   # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     return run_dir
 
 
 def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | None = None,
-          resume: bool = False) -> RunResult:
-    """Train one run. With ``resume``, the run folder's last checkpoint (weights, optimizer, RNG states, epoch)
-    is restored and training goes on as if it had never stopped."""
+          resume: bool = False, checkpoint_every: int = 0) -> RunResult:
+    """Train one run. With ``resume``, the run folder's last checkpoint (weights, optimizer, RNG states, epoch
+    and batch) is restored and training goes on as if it had never stopped.
+
+    Checkpoints are written after every epoch and, with ``checkpoint_every=N``, after every N batches within one,
+    so a killed process loses at most N batches. The first SIGINT / SIGTERM stops after the batch in progress,
+    writes a checkpoint and raises :class:`~mmpost.engine.loop.TrainingInterrupted` (message: how to resume)."""
+    checkpoint_every = checkpoint_every or cfg.train.checkpoint_every
     run_dir = open_run_dir(cfg, resume)
     seed_everything(cfg.train.seed)
     data = data or prepare(cfg.data, cfg.task, progress=cfg.progress)
@@ -123,30 +131,54 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
     t = cfg.train
     loaders = {name: loader(ds, t.batch_size if name == "train" else t.eval_batch_size, shuffle=name == "train",
                             seed=t.seed, workers=t.num_workers) for name, ds in datasets.items()}
-    generators = {"sampler": loaders["train"].batch_sampler.sampler.generator,
-                  "itm": torch.Generator().manual_seed(t.seed)}
-    state = None
+    batches: ResumableBatchSampler = loaders["train"].batch_sampler
+    generators = {"sampler": batches.sampler.generator, "itm": torch.Generator().manual_seed(t.seed)}
+    state, rng_state = None, None
     if resume:
-        weights, state = load_training_state(run_dir / LAST, optimizer=optimizer, generators=generators)
-        step.load_state_dict(weights, strict=False)
-        log.warning("resuming %s after epoch %d", run_dir, state.epoch)
+        restored = load_training_state(run_dir / LAST, optimizer=optimizer, generators=generators)
+        step.load_state_dict(restored.weights, strict=False)
+        state, rng_state = restored.state, restored.rng_after_iterator
+        batches.skip_next(state.batches_done)
+        log.warning("resuming %s after epoch %d%s", run_dir, state.epoch,
+                    f" and {state.batches_done} batches of epoch {state.epoch + 1}" if state.within_epoch else "")
     fabric = make_fabric(cfg.fabric)
     fstep, foptimizer = fabric.setup(step, optimizer)
     frozen = [tw for tw, enc in ((text_tower, cfg.text_encoder), (image_tower, cfg.image_encoder)) if not enc.trainable]
+
+    def save_last(st: FitState) -> None:
+        # within an epoch the sampler's state from the epoch's start is saved, so its order can be drawn again
+        sampler_state = batches.epoch_start_state if st.within_epoch else generators["sampler"].get_state()
+        save_training_state(run_dir / LAST, weights=saved_state(step, cfg, prefix="model."), optimizer=optimizer,
+                            rng={"sampler": sampler_state, "itm": generators["itm"].get_state()}, state=st)
 
     def checkpoint(st: FitState, improved: bool) -> None:
         write_log(run_dir / "log.csv", st.history)
         if improved:
             save_weights(run_dir / BEST, saved_state(model, cfg))
-        save_training_state(run_dir / LAST, weights=saved_state(step, cfg, prefix="model."), optimizer=optimizer,
-                            generators=generators, state=st)
+        save_last(st)
 
     # a head on cached features trains fastest on one thread; a family that runs a tower every batch does not
     cheap = len(frozen) == 2 and registry.get("model", cfg.model.name).inputs(cfg.model)[0] != "tokens"
-    with torch_threads(t.threads or (1 if cheap else None)):
-        result = fit(fabric, fstep, foptimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1,
-                     frozen=frozen, generator=generators["itm"], state=state, on_epoch_end=checkpoint,
-                     progress=cfg.progress)
+    resume_hint = f"go on with: mmpost train --resume {run_dir}"
+    try:
+        with torch_threads(t.threads or (1 if cheap else None)):
+            result = fit(fabric, fstep, foptimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1,
+                         frozen=frozen, generator=generators["itm"], state=state, on_epoch_end=checkpoint,
+                         progress=cfg.progress, on_step=save_last, checkpoint_every=checkpoint_every,
+                         rng_state=rng_state)
+    except TrainingInterrupted as e:
+        st = e.state
+        where = f"epoch {st.epoch} and {st.batches_done} batches of epoch {st.epoch + 1}" if st.within_epoch \
+            else f"epoch {st.epoch}"
+        raise TrainingInterrupted(f"interrupted: {e}. The checkpoint {run_dir / LAST} holds {where}; "
+                                  f"{resume_hint}", st) from None
+    except CheckpointWriteError as e:
+        raise CheckpointWriteError(e.errno, f"{e.strerror}. Training stopped; once the problem is fixed, "
+                                            f"{resume_hint}") from e
+    unreadable = sum(row.get("train_unreadable_images", 0) for row in result.history)
+    if unreadable:
+        data.notes.append(f"{int(unreadable)} image reads failed during training (the file changed after "
+                          "validation?); those posts trained without their image in that batch")
     if (run_dir / BEST).exists():
         model.load_state_dict(load_weights(run_dir / BEST), strict=False)
     save_weights(run_dir / WEIGHTS, saved_state(model, cfg), metadata={"task": cfg.task, "model": cfg.model.name})

@@ -23,6 +23,8 @@ class Batch:
     regions        [B, R, Dr] precomputed region features (families that read regions) or None
     region_boxes   [B, R, 4] their boxes, normalised to [0, 1] (x0, y0, x1, y1)
     region_mask    [B, R] bool, True for real regions
+    unreadable_images  how many images of this batch failed to decode when it was made (masked in has_image);
+                   counted here so the count survives DataLoader worker processes
     """
 
     index: Tensor
@@ -37,6 +39,7 @@ class Batch:
     regions: Tensor | None = None
     region_boxes: Tensor | None = None
     region_mask: Tensor | None = None
+    unreadable_images: int = 0
 
     def __len__(self) -> int:
         return int(self.index.numel())

@@ -35,7 +35,8 @@ def label_ids(posts: Sequence[Post], task: str, labels: Sequence[str]) -> np.nda
         if value is None:
             continue
         if value not in index:
-            raise ValueError(f"post {p.id}: label {value!r} for task {task!r} is not one of {list(labels)}")
+            where = f"{p.meta['source']}:{p.meta['row']}: " if "source" in p.meta and "row" in p.meta else ""
+            raise ValueError(f"{where}post {p.id}: field labels.{task}: label {value!r} is not one of {list(labels)}")
         out[i] = index[value]
     return out
 
@@ -83,7 +84,9 @@ class PostDataset(Dataset):
         if self.image_features is not None:
             batch.image_features = self.image_features[idx].float()
         elif self.load_image is not None:
+            before = self.image_failures
             batch.pixels = self._pixels(indices, has_image)
+            batch.unreadable_images = self.image_failures - before
         if self.regions is not None:
             feats, boxes, mask = self.regions
             batch.regions, batch.region_boxes, batch.region_mask = feats[idx].float(), boxes[idx].float(), mask[idx]

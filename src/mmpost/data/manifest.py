@@ -6,6 +6,13 @@ stays exact), empty cells become ``""`` or an absent label, and each post rememb
 missing mapped column, wrong text encoding, a row that does not parse); content problems (empty text,
 missing image, unknown label ...) are left to :mod:`mmpost.data.validate`, which reports them all at once.
 
+Untrusted input is contained here: when an ``image_root`` is given it is also a boundary, and an image cell that
+points outside it (``../`` or an absolute path elsewhere) is never joined into ``Post.images``; it is listed in
+``meta["refused_images"]`` so that validation reports it by row (see :data:`REFUSED_IMAGES`). A JSON string with an
+unpaired UTF-16 surrogate (``"\\ud800"``, a broken emoji) becomes U+FFFD and is counted in a warning, since no text
+encoder could read it. Python's CSV field limit (128 KiB) is raised so a very long text reaches validation, which
+names its row, instead of failing the whole import.
+
 Parquet needs the optional ``pyarrow`` package, imported only when a Parquet file is read. A Parquet table
 gives the same posts as the CSV that pandas would write from it (``DataFrame.to_csv(index=False)``): typed
 cells are turned into the strings that CSV would hold (integers exactly, ``True``/``False`` for booleans, nulls
@@ -17,6 +24,7 @@ import csv
 import difflib
 import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -25,9 +33,12 @@ from typing import Any, Iterable
 
 from .post import Post
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ColumnMapping",
     "ManifestError",
+    "REFUSED_IMAGES",
     "load_manifest",
     "save_posts_jsonl",
     "load_posts_jsonl",
@@ -41,7 +52,9 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }
 
-_RESERVED_META = ("source", "row", "split")
+# meta key listing image cells that pointed outside the image root: [{"name": cell value, "root": image root}]
+REFUSED_IMAGES = "refused_images"
+_RESERVED_META = ("source", "row", "split", REFUSED_IMAGES)
 _FORMATS = ("csv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
                ".pq": "parquet"}
@@ -58,7 +71,9 @@ class ColumnMapping:
     id            column with the post id; ``None`` → ids ``"row-<n>"``
     text          column, or several columns joined with ``" "`` (empty parts skipped)
     image         column with image file names or ids; ``None`` → text-only posts
-    image_root    folder joined to relative image names (default: the manifest's own folder)
+    image_root    folder joined to relative image names (default: the manifest's own folder); when given, it is
+                  also a boundary: a name that resolves outside it (``../x.jpg``, ``/etc/x.jpg``) is refused
+                  (``meta["refused_images"]``, reported by validation as ``unsafe_image_path``)
     image_pattern format applied to each image cell value, e.g. ``"T{}.jpg"``
     image_sep     separator for several images in one cell, e.g. ``";"`` (a JSON list cell, or a Parquet list
                   column, also works)
@@ -183,6 +198,21 @@ def _read_text(path: str, encoding: str) -> str:
 # ------------------------------------------------------------------------------------------------- cells
 
 
+def _has_lone_surrogate(s: str) -> bool:
+    if s.isascii():
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _repair_surrogates(s: str) -> str:
+    """Unpaired UTF-16 surrogates (only JSON escapes can make them) → U+FFFD; a valid pair becomes its character."""
+    return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _cell(v: Any) -> str:
     """One JSON value → string, the way a CSV would hold it."""
     if v is None:
@@ -211,23 +241,41 @@ class _RowReader:
         if root is None:
             root = os.path.dirname(path)
         self.root = os.fspath(root)
+        # with an explicit image root, images must stay inside it
+        self.boundary = os.path.abspath(self.root) if mapping.image_root is not None else None
+        self.repaired: list[tuple[int, str]] = []     # (row, field) of cells whose broken surrogates were replaced
+        self._row = 0
 
-    def image_paths(self, raw: Any) -> list[str]:
+    def _str(self, v: Any, fld: str) -> str:
+        s = _cell(v)
+        if _has_lone_surrogate(s):
+            self.repaired.append((self._row, fld))
+            s = _repair_surrogates(s)
+        return s
+
+    def _inside(self, path: str) -> bool:
+        try:
+            return os.path.commonpath([self.boundary, os.path.abspath(path)]) == self.boundary
+        except ValueError:  # another drive (Windows)
+            return False
+
+    def image_paths(self, raw: Any, refused: list[dict[str, str]] | None = None) -> list[str]:
+        """File paths for one image cell; names outside the image root go to ``refused`` instead."""
         m = self.m
         if isinstance(raw, list):
-            names = [_cell(x).strip() for x in raw]
+            names = [self._str(x, "image").strip() for x in raw]
         else:
-            s = _cell(raw).strip()
+            s = self._str(raw, "image").strip()
             if not s:
                 return []
             names = None
             if s.startswith("[") and s.endswith("]"):
                 try:
                     parsed = json.loads(s)
-                except ValueError:
+                except (ValueError, RecursionError):
                     parsed = None
                 if isinstance(parsed, list):
-                    names = [_cell(x).strip() for x in parsed]
+                    names = [self._str(x, "image").strip() for x in parsed]
             if names is None:
                 names = [p.strip() for p in s.split(m.image_sep)] if m.image_sep else [s]
         out = []
@@ -236,25 +284,34 @@ class _RowReader:
                 continue
             if m.image_pattern is not None:
                 n = m.image_pattern.format(n)
-            if "://" not in n and not os.path.isabs(n) and self.root:
-                n = os.path.join(self.root, n)
+            if "://" not in n:
+                path = os.path.join(self.root, n) if self.root else n   # join keeps an absolute n as it is
+                if self.boundary is not None:
+                    if not self._inside(path):
+                        if refused is not None:
+                            refused.append({"name": n, "root": self.root})
+                        continue
+                    path = os.path.normpath(path)   # open exactly what was checked ('link/..' cannot step out)
+                n = path
             out.append(n)
         return out
 
     def post(self, get, row: int) -> Post:
         """``get(column)`` returns the raw value or None when the row lacks it."""
         m = self.m
+        self._row = row
         pid = ""
         if m.id is not None:
-            pid = _cell(get(m.id)).strip()
+            pid = self._str(get(m.id), "id").strip()
         if not pid:
             pid = f"row-{row}"
-        parts = (_cell(get(c)).strip() for c in self.text_cols)
+        parts = (self._str(get(c), "text").strip() for c in self.text_cols)
         text = " ".join(p for p in parts if p)
-        images = self.image_paths(get(m.image)) if m.image is not None else []
+        refused: list[dict[str, str]] = []
+        images = self.image_paths(get(m.image), refused) if m.image is not None else []
         labels: dict[str, str] = {}
         for task, col in m.labels.items():
-            v = _cell(get(col)).strip()
+            v = self._str(get(col), f"labels.{task}").strip()
             if not v:
                 continue
             table = m.label_values.get(task)
@@ -265,12 +322,20 @@ class _RowReader:
             labels[task] = v
         meta: dict[str, Any] = {"source": self.path, "row": row}
         if m.split is not None:
-            s = _cell(get(m.split)).strip()
+            s = self._str(get(m.split), "split").strip()
             if s:
                 meta["split"] = SPLIT_ALIASES.get(s.lower(), s)
         for col in m.keep:
-            meta[col] = _cell(get(col))
+            meta[col] = self._str(get(col), col)
+        if refused:
+            meta[REFUSED_IMAGES] = refused
         return Post(id=pid, text=text, images=images, labels=labels, meta=meta)
+
+    def report_repairs(self) -> None:
+        if self.repaired:
+            row, fld = self.repaired[0]
+            log.warning("%s: %d cells held unpaired UTF-16 surrogates (broken emoji), replaced by U+FFFD; first at "
+                        "row %d, field %r", self.path, len(self.repaired), row, fld)
 
 
 def _missing_columns_error(path: str, mapping: ColumnMapping, present: Iterable[str], kind: str) -> None:
@@ -290,6 +355,8 @@ def _missing_columns_error(path: str, mapping: ColumnMapping, present: Iterable[
 
 # ------------------------------------------------------------------------------------------------------ CSV
 
+# quoting modes that leave every cell a string (QUOTE_NONNUMERIC and later modes turn cells into numbers or None)
+_TEXT_QUOTING = (csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONE)
 _CSV_KEYS = {"delimiter", "quotechar", "escapechar", "doublequote", "skipinitialspace", "quoting", "strict",
              "lineterminator"}
 
@@ -303,15 +370,26 @@ def _csv_kwargs(path: str, opts: dict) -> dict:
     unknown = set(opts) - _CSV_KEYS
     if unknown:
         raise ManifestError(f"{path}: unsupported csv_options {sorted(unknown)}; use {sorted(_CSV_KEYS | {'sep'})}")
+    quoting = opts.get("quoting", csv.QUOTE_MINIMAL)
+    if quoting not in _TEXT_QUOTING:
+        raise ManifestError(f"{path}: csv_options quoting={quoting!r} is not supported: mmpost reads every cell as "
+                            "text; use csv.QUOTE_MINIMAL (0), csv.QUOTE_ALL (1) or csv.QUOTE_NONE (3)")
     return opts
+
+
+# Python's csv refuses fields over 128 KiB; the whole file is in memory already, so a long cell is let through to
+# validation (``long_text``), which names its row, rather than failing the import with a misleading parse error.
+_CSV_FIELD_LIMIT = 1 << 30
 
 
 def _load_csv(path: str, mapping: ColumnMapping) -> list[Post]:
     text = _read_text(path, mapping.encoding)
     kwargs = _csv_kwargs(path, mapping.csv_options)
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
     try:
         reader = csv.reader(io.StringIO(text, newline=""), **kwargs)
-    except (TypeError, csv.Error) as e:
+    except (TypeError, ValueError, csv.Error) as e:
         raise ManifestError(f"{path}: bad csv_options {mapping.csv_options!r} ({e})") from None
     hint = (" If text fields escape quotes with a backslash, pass "
             "csv_options={'escapechar': '\\\\', 'doublequote': False}.")
@@ -360,6 +438,7 @@ def _load_csv(path: str, mapping: ColumnMapping) -> list[Post]:
             posts.append(rr.post(get, n))
     except csv.Error as e:
         raise ManifestError(f"{path}: row {n + 1} (line {reader.line_num}): cannot parse CSV ({e}).{hint}") from None
+    rr.report_repairs()
     return posts
 
 
@@ -376,6 +455,8 @@ def _load_jsonl_rows(path: str, encoding: str) -> list[tuple[int, dict]]:
             obj = json.loads(line)
         except ValueError as e:
             raise ManifestError(f"{path}: line {lineno}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ManifestError(f"{path}: line {lineno}: JSON nested too deeply to be a post") from None
         if not isinstance(obj, dict):
             raise ManifestError(f"{path}: line {lineno}: expected a JSON object per line, got {type(obj).__name__}")
         rows.append((lineno, obj))
@@ -391,7 +472,9 @@ def _load_jsonl(path: str, mapping: ColumnMapping) -> list[Post]:
                 keys.setdefault(k, None)
         _missing_columns_error(path, mapping, keys, "mapped key(s) (absent from every line)")
     rr = _RowReader(path, mapping)
-    return [rr.post(obj.get, lineno) for lineno, obj in rows]
+    posts = [rr.post(obj.get, lineno) for lineno, obj in rows]
+    rr.report_repairs()
+    return posts
 
 
 # -------------------------------------------------------------------------------------------------- Parquet
@@ -474,6 +557,7 @@ def _load_parquet(path: str, mapping: ColumnMapping) -> list[Post]:
                     return _parquet_cell(v, path, _row, col)
 
                 posts.append(rr.post(get, row))
+        rr.report_repairs()
     except ManifestError:
         raise
     except OSError as e:

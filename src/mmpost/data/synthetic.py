@@ -34,6 +34,17 @@ Tasks and their rules (``SYNTHETIC_TASKS`` lists the label names in order):
     the pair ``XY`` with X = 1 if text_represented and Y = 1 if image_adds, as in the
     text-image-relation (TIR) codes.
 
+``emoticon`` (``EMOTICON_LABELS``: eight face emoji, by CLDR name), a task of its own
+    :func:`emoticon_posts` gives each post a copy whose text carries the emoji of its post, chosen by the
+    pair (text sentiment, image sentiment): 😭 both negative, 😒 a negative text over a neutral or positive
+    image, 😢 a neutral text over a negative image, 😐 both neutral, ☺️ a neutral text over a positive image
+    (written with or without VS16, so that both spellings must count as one emoji), 🙃 a positive text over
+    a negative image, 😂 a positive text over a neutral image, 😍 both positive. The emoji sits at the end of
+    the text (sometimes repeated, sometimes without a space) or at its start; ``mmpost.data.emoji`` reads it
+    back as the label and removes it from the text, which gives back the original text exactly. Neither
+    modality alone does better than about 47 % (the most frequent emoji per text or per image sentiment).
+    The posts of :func:`generate_posts` are not changed by this: the emoji posts are copies made on demand.
+
 No label can be read off one modality alone: the text does not know what the image shows and the
 image does not know what the text says. The mix of factors is chosen so that the classes are
 reasonably balanced and a model that sees only the text, or only the image, does clearly worse than
@@ -71,6 +82,12 @@ __all__ = [
     "make_post",
     "generate_posts",
     "load_posts",
+    "EMOTICON_TASK",
+    "EMOTICON_LABELS",
+    "emoticon_for",
+    "emoticon_post",
+    "emoticon_posts",
+    "generate_emoticon_posts",
 ]
 
 SPEC_VERSION = "1"
@@ -563,3 +580,67 @@ def generate_posts(out_dir: str | Path, n: int = 2000, size: int = 128, seed: in
     atomic_write_json(spec_file, spec)
     atomic_write_text(posts_file, "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in posts))
     return posts
+
+
+# ------------------------------------------------------------------------------------------- emoticon
+EMOTICON_TASK = "emoticon"
+# (text sentiment, image sentiment) → the post's emoji, by CLDR name; neither sentiment alone decides it
+_EMOTICON_RULE: dict[tuple[str, str], str] = {
+    ("negative", "negative"): "loudly_crying_face",
+    ("negative", "neutral"): "unamused_face",
+    ("negative", "positive"): "unamused_face",
+    ("neutral", "negative"): "crying_face",
+    ("neutral", "neutral"): "neutral_face",
+    ("neutral", "positive"): "smiling_face",
+    ("positive", "negative"): "upside-down_face",
+    ("positive", "neutral"): "face_with_tears_of_joy",
+    ("positive", "positive"): "smiling_face_with_heart-eyes",
+}
+EMOTICON_LABELS: list[str] = list(dict.fromkeys(_EMOTICON_RULE.values()))
+# how each emoji is written: ☺ has a text-default look, so posts write it with VS16 or bare
+_WRITTEN: dict[str, tuple[str, ...]] = {
+    "loudly_crying_face": ("\U0001F62D",), "unamused_face": ("\U0001F612",), "crying_face": ("\U0001F622",),
+    "neutral_face": ("\U0001F610",), "smiling_face": ("\u263A\uFE0F", "\u263A"),
+    "upside-down_face": ("\U0001F643",), "face_with_tears_of_joy": ("\U0001F602",),
+    "smiling_face_with_heart-eyes": ("\U0001F60D",),
+}
+
+
+def emoticon_for(text_sentiment: str, image_sentiment: str) -> str:
+    """The emoji (CLDR name) of a post with these hidden sentiments (the rule in the module docstring)."""
+    return _EMOTICON_RULE[(text_sentiment, image_sentiment)]
+
+
+def emoticon_post(post: Post) -> Post:
+    """A copy of a synthetic post whose text carries its emoji; ``meta["emoticon"]`` is the truth. The placement
+    is drawn from a stream seeded by the post's id and text, so it does not depend on any other post."""
+    try:
+        name = emoticon_for(post.meta["text_sentiment"], post.meta["image_sentiment"])
+    except KeyError as e:
+        raise ValueError(f"post {post.id} is not a synthetic post (meta has no {e}): the emoticon rule reads "
+                         "its hidden sentiments") from None
+    rng = random.Random(f"mmpost-synthetic/{SPEC_VERSION}/emoticon/{post.id}/{post.text}")
+    e = rng.choice(_WRITTEN[name])
+    u = rng.random()
+    if u < 0.55:
+        text = f"{post.text} {e}"
+    elif u < 0.75:
+        text = f"{post.text}{e}"
+    elif u < 0.9:
+        text = f"{post.text} {e * rng.choice((2, 3))}"
+    else:
+        text = f"{e} {post.text}"
+    return Post(id=post.id, text=text, images=list(post.images), labels=dict(post.labels),
+                meta={**post.meta, "emoticon": name})
+
+
+def emoticon_posts(posts: list[Post]) -> list[Post]:
+    """The emoji-bearing copies of synthetic posts (the input posts are not changed)."""
+    return [emoticon_post(p) for p in posts]
+
+
+def generate_emoticon_posts(out_dir: str | Path, n: int = 2000, size: int = 128, seed: int = 0,
+                            words_in_image: bool = True) -> list[Post]:
+    """:func:`generate_posts` (same files, same cache) with emoji in the texts; label them with
+    ``mmpost.data.emoji.emoticon_task``."""
+    return emoticon_posts(generate_posts(out_dir, n=n, size=size, seed=seed, words_in_image=words_in_image))

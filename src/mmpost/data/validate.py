@@ -1,8 +1,8 @@
 """Check imported posts before training and report every problem at once.
 
-:func:`validate_posts` collects :class:`Issue` records (missing or undecodable images, empty texts, unknown or
-missing labels, duplicate ids) into one :class:`ValidationReport`; :func:`apply_policy` then stops, skips the
-bad posts, or keeps their text without the bad images.
+:func:`validate_posts` collects :class:`Issue` records (missing or undecodable images, image paths outside the image
+root, empty or overlong texts, unknown or missing labels, duplicate ids) into one :class:`ValidationReport`;
+:func:`apply_policy` then stops, skips the bad posts, or keeps their text without the bad images.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 from mmpost.progress import bar as progress_bar
 
 from .images import check_image
+from .manifest import REFUSED_IMAGES
 from .post import Post
 
 __all__ = [
@@ -24,13 +25,18 @@ __all__ = [
     "POLICIES",
     "ISSUE_KINDS",
     "IMAGE_KINDS",
+    "MAX_TEXT_CHARS",
     "validate_posts",
     "apply_policy",
 ]
 
 POLICIES = ("stop", "skip", "text-only")
-ISSUE_KINDS = ("missing_image", "bad_image", "empty_text", "unknown_label", "missing_label", "duplicate_id")
-IMAGE_KINDS = frozenset({"missing_image", "bad_image"})
+ISSUE_KINDS = ("missing_image", "bad_image", "unsafe_image_path", "empty_text", "long_text", "unknown_label",
+               "missing_label", "duplicate_id")
+IMAGE_KINDS = frozenset({"missing_image", "bad_image", "unsafe_image_path"})
+# A post's text is cut to a few hundred tokens by every encoder; a text this long is almost always a CSV quote left
+# open that swallowed the rows after it, so it is reported rather than silently truncated.
+MAX_TEXT_CHARS = 100_000
 
 
 @dataclass
@@ -176,8 +182,13 @@ def validate_posts(
     image_guards: dict | None = None,
     progress: bool = False,
     workers: int | None = None,
+    max_text_chars: int | None = MAX_TEXT_CHARS,
 ) -> ValidationReport:
     """Check every post and return one report.
+
+    ``unsafe_image_path``: the importer refused an image cell that pointed outside the image root (listed in
+    ``meta["refused_images"]``); such a file is never opened. ``long_text``: a text over ``max_text_chars``
+    characters (``None``: no limit).
 
     ``tasks`` maps a task to its label names: a label outside them is ``unknown_label``; with
     ``require_labels`` a post without a label for a task is ``missing_label``. With ``check_images`` every
@@ -223,9 +234,17 @@ def validate_posts(
                 add("missing_image", idx, p, fld, f"image file not found: {path}")
             elif check_images and decoded.get(path) is not None:
                 add("bad_image", idx, p, fld, f"{decoded[path]}: {path}")
+        for refused in p.meta.get(REFUSED_IMAGES) or ():
+            add("unsafe_image_path", idx, p, "images",
+                f"image path {refused.get('name')!r} points outside the image root {refused.get('root')!r}: "
+                "refused, never opened ('../' and absolute paths must stay inside the image root)")
 
         if not (p.text or "").strip():
             add("empty_text", idx, p, "text", "text is empty" if not p.text else "text is only whitespace")
+        elif max_text_chars is not None and len(p.text) > max_text_chars:
+            add("long_text", idx, p, "text",
+                f"text is {len(p.text):,} characters (limit {max_text_chars:,}); a cell this long is usually a quote "
+                "left open in the CSV that swallowed the rows after it")
 
         for task, value in p.labels.items():
             ok = allowed.get(task)

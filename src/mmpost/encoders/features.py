@@ -3,10 +3,11 @@ for frozen towers. A post whose image fails to decode is reported and treated as
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,20 +29,31 @@ class PostFeatures:
     image_errors: dict[str, str] = field(default_factory=dict)   # post id -> reason
 
 
+def to_device(x: Any, module: torch.nn.Module) -> Any:
+    """``x`` (a tensor or a dict of tensors) moved to the device of ``module``'s parameters; unchanged on CPU or for
+    a module without parameters."""
+    param = next(module.parameters(), None)
+    if param is None or param.device.type == "cpu":
+        return x
+    if isinstance(x, dict):
+        return {k: v.to(param.device) if isinstance(v, torch.Tensor) else v for k, v in x.items()}
+    return x.to(param.device)
+
+
 @torch.inference_mode()
 def encode_texts(tower: TextTower, texts: Sequence[str], *, batch_size: int = 64,
                  progress: bool = True, first_token: bool = False) -> np.ndarray:
     """Pooled text features [N, D] — or, with ``first_token``, the first output token (CLS) — in batches of
-    texts of similar length (less padding)."""
+    texts of similar length (less padding), through the tower's extraction pass (:meth:`TextTower.extract`)."""
     tower.eval()
     order = np.argsort(tower.token_lengths(list(texts)), kind="stable")
     out = np.zeros((len(texts), tower.dim), dtype=np.float32)
     for start in bar(range(0, len(order), batch_size), desc="text features", unit="batch",
                      enabled=progress and len(order) > batch_size):
         idx = order[start:start + batch_size]
-        inputs = tower.tokenize([texts[i] for i in idx])
-        result = tower(inputs)
-        out[idx] = (result.tokens[:, 0] if first_token else result.pooled).float().numpy()
+        inputs = to_device(tower.tokenize([texts[i] for i in idx]), tower)
+        result = tower.extract(inputs)
+        out[idx] = (result.tokens[:, 0] if first_token else result.pooled).float().cpu().numpy()
     return out
 
 
@@ -52,32 +64,63 @@ def _load(tower: ImageTower, path: str) -> tuple[np.ndarray | None, str | None]:
         return None, f"{type(e).__name__}: {e}"
 
 
+def _decoded_chunks(tower: ImageTower, paths: Sequence[str], batch_size: int,
+                    workers: int) -> Iterator[tuple[list[int], list[tuple[np.ndarray | None, str | None]]]]:
+    """(positions, decoded images or errors) per chunk of ``batch_size`` paths. With ``workers`` > 0 the next chunk
+    is decoded on that many threads (PIL releases the GIL) while the caller runs the tower on this one."""
+    chunks = [list(range(s, min(s + batch_size, len(paths)))) for s in range(0, len(paths), batch_size)]
+    if workers <= 0:
+        for chunk in chunks:
+            yield chunk, [_load(tower, paths[i]) for i in chunk]
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        def submit(chunk: list[int]) -> list[Future]:     # a chunk split over the threads
+            return [pool.submit(lambda part=chunk[k::workers]: [_load(tower, paths[i]) for i in part])
+                    for k in range(workers)]
+
+        pending = submit(chunks[0]) if chunks else []
+        for n, chunk in enumerate(chunks):
+            current = pending
+            if n + 1 < len(chunks):
+                pending = submit(chunks[n + 1])
+            loaded: list = [None] * len(chunk)
+            for k, future in enumerate(current):
+                loaded[k::workers] = future.result()
+            yield chunk, loaded
+
+
 @torch.inference_mode()
-def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
+def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 32, workers: int | None = None,
                   progress: bool = True, tokens: bool = False) -> tuple[np.ndarray, list[str | None]]:
     """Pooled image features [N, D] float32 — or, with ``tokens``, the token grid [N, T, D] float16 — and, per
-    path, None or the reason it could not be read (its row stays zero)."""
+    path, None or the reason it could not be read (its row stays zero).
+
+    Images are decoded ``batch_size`` at a time, the next chunk on ``workers`` threads (default: the tower's
+    ``decode_workers``) while the tower runs on the current one; the tower sees them in sub-batches of its
+    ``extract_batch_size`` (a CNN on CPU is faster per image in small batches) through its extraction pass
+    (:meth:`ImageTower.extract`)."""
     tower.eval()
+    step = min(batch_size, tower.extract_batch_size or batch_size)
     out = None if tokens else np.zeros((len(paths), tower.dim), dtype=np.float32)
     errors: list[str | None] = [None] * len(paths)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in bar(range(0, len(paths), batch_size), desc="image features", unit="batch",
-                         enabled=progress and len(paths) > batch_size):
-            chunk = list(range(start, min(start + batch_size, len(paths))))
-            loaded = list(pool.map(lambda i: _load(tower, paths[i]), chunk))
-            ok = [i for i, (arr, _) in zip(chunk, loaded) if arr is not None]
-            for i, (_, err) in zip(chunk, loaded):
-                errors[i] = err
-            if ok:
-                pixels = torch.from_numpy(np.stack([loaded[i - start][0] for i in ok]))
-                result = tower(pixels)
-                if tokens:
-                    grid = result.tokens.half().numpy()
-                    if out is None:
-                        out = np.zeros((len(paths), *grid.shape[1:]), dtype=np.float16)
-                    out[ok] = grid
-                else:
-                    out[ok] = result.pooled.float().numpy()
+    chunks = _decoded_chunks(tower, paths, batch_size, tower.decode_workers if workers is None else workers)
+    for chunk, loaded in bar(chunks, desc="image features", unit="batch", total=-(-len(paths) // batch_size),
+                             enabled=progress and len(paths) > batch_size):
+        for i, (_, err) in zip(chunk, loaded):
+            errors[i] = err
+        ok = [k for k, (arr, _) in enumerate(loaded) if arr is not None]
+        for s in range(0, len(ok), step):
+            part = ok[s:s + step]
+            rows = [chunk[k] for k in part]
+            pixels = to_device(torch.from_numpy(np.stack([loaded[k][0] for k in part])), tower)  # type: ignore[misc]
+            result = tower.extract(pixels)
+            if tokens:
+                grid = result.tokens.half().cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(paths), *grid.shape[1:]), dtype=np.float16)
+                out[rows] = grid
+            else:
+                out[rows] = result.pooled.float().cpu().numpy()
     if out is None:     # nothing readable (or no paths): an empty grid of unknown length
         out = np.zeros((len(paths), 0, tower.dim), dtype=np.float16)
     return out, errors

@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import Tensor
 
 from mmpost.encoders.base import TextTower, TowerOutput
+from mmpost.encoders.precision import extraction_precision, resolve_precision
 from mmpost.registry import register
 
 POOLINGS = ("mean", "cls")
@@ -21,9 +22,13 @@ def packaged_minilm_path() -> str:
 
 class HFTextTower(TextTower):
     """Any BERT-like encoder that ``transformers.AutoModel`` loads. Pooling: ``mean`` over real tokens
-    (sentence-transformers style) or ``cls`` (the first token's last hidden state)."""
+    (sentence-transformers style) or ``cls`` (the first token's last hidden state).
 
-    def __init__(self, path: str, *, pooling: str = "mean", max_length: int = 128) -> None:
+    ``precision`` is the number format of feature extraction (:meth:`extract`, for a frozen tower or a live one run
+    under inference mode): ``auto`` is bf16 on hardware with native bf16, else fp32 (``mmpost.encoders.precision``).
+    It is part of ``identity``, so cached features of one format are never read as another's."""
+
+    def __init__(self, path: str, *, pooling: str = "mean", max_length: int = 128, precision: str = "fp32") -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
         if pooling not in POOLINGS:
@@ -36,7 +41,9 @@ class HFTextTower(TextTower):
         self.pooling = pooling
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)
-        self.identity = f"hf-text:{_weights_digest(path)}:pool={pooling}:max={max_length}"
+        self.precision = resolve_precision(precision)
+        self.identity = f"hf-text:{_weights_digest(path)}:pool={pooling}:max={max_length}" + (
+            "" if self.precision == "fp32" else f":{self.precision}")
 
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
@@ -57,6 +64,12 @@ class HFTextTower(TextTower):
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
         return TowerOutput(tokens=hidden, mask=mask, pooled=pooled)
 
+    def extract(self, inputs: dict[str, Tensor]) -> TowerOutput:
+        """The forward pass in the extraction precision, with float32 outputs."""
+        with extraction_precision(self.precision, self.model.device):
+            out = self(inputs)
+        return TowerOutput(tokens=out.tokens.float(), mask=out.mask, pooled=out.pooled.float())
+
 
 def _weights_digest(path: str) -> str:
     """Names a model by its files' sizes and mtimes (local) or by its hub name."""
@@ -72,11 +85,12 @@ def _weights_digest(path: str) -> str:
 
 
 @register("encoder", "minilm")
-def minilm(*, pooling: str = "mean", max_length: int = 128, **_: object) -> HFTextTower:
-    return HFTextTower(packaged_minilm_path(), pooling=pooling, max_length=max_length)
+def minilm(*, pooling: str = "mean", max_length: int = 128, precision: str = "fp32", **_: object) -> HFTextTower:
+    return HFTextTower(packaged_minilm_path(), pooling=pooling, max_length=max_length, precision=precision)
 
 
 @register("encoder", "hf-text")
-def hf_text(*, path: str, pooling: str = "cls", max_length: int = 128, **_: object) -> HFTextTower:
-    return HFTextTower(path, pooling=pooling, max_length=max_length)
+def hf_text(*, path: str, pooling: str = "cls", max_length: int = 128, precision: str = "fp32",
+            **_: object) -> HFTextTower:
+    return HFTextTower(path, pooling=pooling, max_length=max_length, precision=precision)
 

@@ -1,0 +1,1 @@
+from . import emoticon  # noqa: F401  (registers the emoticon family)

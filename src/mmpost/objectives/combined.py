@@ -3,6 +3,11 @@
 additive: λ_ce·CE + λ_itc·ITC + λ_itm·ITM
 convex:   (1 − β_itc − β_itm)·CE + β_itc·ITC + β_itm·ITM    (the seed code's form, β = 0.1 each)
 Every component and the ITC temperature are reported so the engine can log them.
+
+With a :class:`~mmpost.objectives.itc.Collective` (data-parallel training), every component is this rank's
+scaled share of the global batch's value — CE is normalised by the class weights summed over all ranks — so
+the mean over ranks of each reported value, and of the gradients, is what one process would get on the whole
+global batch.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from torch import Tensor, nn
 from mmpost.data.batch import Batch
 from mmpost.models.output import ItmPairs, ModelOutput
 from mmpost.objectives.ce import CELoss
-from mmpost.objectives.itc import ITCLoss
+from mmpost.objectives.itc import Collective, ITCLoss, rank_share
 from mmpost.objectives.itm import ITMLoss
 
 WEIGHTINGS = ("additive", "convex")
@@ -64,7 +69,7 @@ class Objective(nn.Module):
         if self.itm is None:
             return {}
         itm = self.itm
-        scale = 1.0 / self.itc.temperature if self.itc is not None else 1.0 / 0.07
+        scale = self.itm_scale()
 
         def sampler(text_embeds: Tensor, image_embeds: Tensor) -> ItmPairs:
             return itm.make_pairs(batch.has_image, text_embeds, image_embeds, text_ids=batch.text_ids,
@@ -72,15 +77,32 @@ class Objective(nn.Module):
 
         return {"itm": sampler}
 
-    def forward(self, output: ModelOutput, batch: Batch) -> LossBreakdown:
+    def itm_scale(self) -> float:
+        """The ITC logit scale that hard ITM negatives are drawn with (1/0.07 when ITC is off)."""
+        return 1.0 / self.itc.temperature if self.itc is not None else 1.0 / 0.07
+
+    def forward(self, output: ModelOutput, batch: Batch, collective: Collective | None = None) -> LossBreakdown:
         labelled = batch.labels >= 0
-        parts = {"ce": self.ce(_select(output, labelled), batch.labels[labelled])}
+        parts = {"ce": self._ce(_select(output, labelled), batch.labels[labelled], collective)}
         if self.itc is not None:
-            parts["itc"] = self.itc(output, batch.text_ids, batch.image_ids)
+            parts["itc"] = self.itc(output, batch.text_ids, batch.image_ids, collective=collective)
         if self.itm is not None:
-            parts["itm"] = self.itm(output)
+            parts["itm"] = self.itm(output, collective=collective)
         total = combine(parts, self.weighting, self.weights)
         return LossBreakdown(total, parts, self.itc.temperature if self.itc is not None else None)
+
+    def _ce(self, output: ModelOutput, labels: Tensor, collective: Collective | None) -> Tensor:
+        """CE is a weighted mean (Σ w·loss / Σ w): across ranks, each rank's mean is scaled by its share of the
+        global Σ w, so the mean over ranks is the weighted mean over the global batch."""
+        if collective is None:
+            return self.ce(output, labels)
+        weights = self.ce.class_weights
+        w = weights[labels] if weights is not None else torch.ones_like(labels, dtype=torch.float)
+        w_local = w.sum()
+        w_global = float(collective.total(w_local.float()))
+        if float(w_local) == 0.0 or w_global == 0.0:
+            return output.logits.sum() * 0.0      # no (weighted) labelled rows here; stays in the graph
+        return rank_share(self.ce(output, labels), float(w_local), w_global, collective.world_size)
 
 
 def _select(output: ModelOutput, rows: Tensor) -> ModelOutput:

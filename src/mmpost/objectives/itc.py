@@ -5,14 +5,17 @@ initialised at ln(1/0.07) and clamped to [0, ln 100]; the loss is the mean of te
 cross-entropy. Posts that share a text (retweets) or an image are not negatives for each other: those
 off-diagonal logits are masked out. Posts without an image take no part.
 
-Across ranks, pass ``gather``: a function that all-gathers a tensor *with gradients* and returns
-(gathered, offset of this rank's rows). The local rows are then contrasted with the global batch and the
-targets are shifted by the offset.
+Across processes (data-parallel training) the engine passes a :class:`Collective`. Each rank's rows are then
+contrasted with the *global* batch (every rank's embeddings, gathered with gradients), duplicates are masked
+by id across the whole batch, and the targets are shifted by the rank's offset (open_clip's ``ClipLoss``). The
+value a rank returns is its share of the full-batch loss, scaled by ``world_size · n_rank / n_global``: the mean
+over ranks is the full-batch loss, so DDP's mean of the gradients is the single-process full-batch gradient.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,29 @@ from mmpost.registry import register
 
 Gather = Callable[[Tensor], tuple[Tensor, int]]
 LOG_SCALE_MAX = math.log(100.0)
+
+
+class Collective(Protocol):
+    """How an objective reaches the other processes of a data-parallel run. The engine supplies one (one process:
+    None), so losses never import the engine. Rows are concatenated in rank order: the gathered batch is the
+    global batch in the order a single process would see it."""
+
+    world_size: int
+
+    def gather(self, x: Tensor) -> tuple[Tensor, int]:
+        """Every rank's rows of ``x`` [n_rank, ...] (sizes may differ) and where this rank's rows start.
+        Gradients flow back to the rank that owns each row."""
+        ...
+
+    def total(self, x: Tensor) -> Tensor:
+        """``x`` summed over ranks, without gradient (counts and normalisers)."""
+        ...
+
+
+def rank_share(local_mean: Tensor, n_local: float, n_global: float, world_size: int) -> Tensor:
+    """Scale a rank's mean over its ``n_local`` items so that the mean over ranks equals the mean over all
+    ``n_global`` items; DDP averages gradients, so it then gets the full-batch gradient too."""
+    return local_mean * (world_size * n_local / n_global)
 
 
 def duplicate_mask(ids_rows: Tensor | None, ids_cols: Tensor | None, offset: int) -> Tensor | None:
@@ -47,6 +73,8 @@ def itc_loss(text_embeds: Tensor, image_embeds: Tensor, log_scale: Tensor, *,
         v_all, _ = gather(v)
         text_ids_all = gather(text_ids)[0] if text_ids is not None else None
         image_ids_all = gather(image_ids)[0] if image_ids is not None else None
+        if t.shape[0] == 0:     # no rows here, but the gathers' backward is collective too: stay in the graph
+            return (t_all.sum() + v_all.sum()) * 0.0
     else:
         t_all, v_all, offset = t, v, 0
         text_ids_all, image_ids_all = text_ids, image_ids
@@ -79,10 +107,19 @@ class ITCLoss(nn.Module):
         return float(1.0 / self.log_scale.detach().clamp(0.0, LOG_SCALE_MAX).exp())
 
     def forward(self, output: ModelOutput, text_ids: Tensor | None = None,
-                image_ids: Tensor | None = None) -> Tensor:
+                image_ids: Tensor | None = None, collective: Collective | None = None) -> Tensor:
+        """The loss over this batch; with ``collective``, this rank's scaled share of the global batch's loss."""
         keep = output.has_image
+        sel = lambda x: None if (x is None or not self.mask_duplicates) else x[keep]  # noqa: E731
+        if collective is not None:
+            n_local = int(keep.sum())
+            n_global = float(collective.total(keep.sum().float()))
+            if n_global < 2:    # every rank sees the same total, so all skip the gathers together
+                return output.text_embeds.sum() * 0.0
+            local = itc_loss(output.text_embeds[keep], output.image_embeds[keep], self.log_scale,
+                             text_ids=sel(text_ids), image_ids=sel(image_ids), gather=collective.gather)
+            return rank_share(local, n_local, n_global, collective.world_size)
         if self.gather is None and int(keep.sum()) < 2:
             return output.text_embeds.sum() * 0.0   # nothing to contrast; keeps the graph connected
-        sel = lambda x: None if (x is None or not self.mask_duplicates) else x[keep]  # noqa: E731
         return itc_loss(output.text_embeds[keep], output.image_embeds[keep], self.log_scale,
                         text_ids=sel(text_ids), image_ids=sel(image_ids), gather=self.gather)

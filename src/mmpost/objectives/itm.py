@@ -10,6 +10,11 @@ Negatives are made in the batch, among posts with an image:
 Pass a seeded ``torch.Generator`` at evaluation so the negatives are the same every time.
 
 The model calls the sampler once it has the projected embeddings (``hard`` needs them).
+
+Across processes the draw is made over the *global* batch: every rank gathers the ids (and, for ``hard``, the
+embeddings), makes the same draw with the same generator — the pairs one process would draw — and scores the
+pairs whose image is one of its own rows (:func:`pairs_of_rank`), fetching partner posts from other ranks as
+needed. The loss is then each rank's scaled share, as for ITC.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmpost.models.output import ItmPairs, ModelOutput
+from mmpost.objectives.itc import Collective, rank_share
 from mmpost.registry import register
 
 STRATEGIES = ("random", "hard")
@@ -82,6 +88,13 @@ def hard_pairs(has_image: Tensor, text_embeds: Tensor, image_embeds: Tensor, *, 
     return ItmPairs(text_index=idx[text_index], image_index=idx[image_index], labels=labels)
 
 
+def pairs_of_rank(pairs: ItmPairs, start: int, stop: int) -> ItmPairs:
+    """The pairs (global indices) whose image is one of the rows ``[start, stop)`` of the global batch: each pair
+    of a global draw is scored by exactly one rank."""
+    mine = (pairs.image_index >= start) & (pairs.image_index < stop)
+    return ItmPairs(text_index=pairs.text_index[mine], image_index=pairs.image_index[mine], labels=pairs.labels[mine])
+
+
 def itm_loss(itm_logits: Tensor, itm_labels: Tensor) -> Tensor:
     """itm_logits [P, 2], itm_labels [P] → mean cross-entropy (0 when there are no pairs)."""
     if itm_labels.numel() == 0:
@@ -106,7 +119,13 @@ class ITMLoss(nn.Module):
                               scale=scale, generator=generator)
         return random_pairs(has_image, text_ids, p_negative=self.p_negative, generator=generator)
 
-    def forward(self, output: ModelOutput) -> Tensor:
+    def forward(self, output: ModelOutput, collective: Collective | None = None) -> Tensor:
+        """Mean over the scored pairs; with ``collective``, this rank's scaled share of the global mean."""
         if output.itm_logits is None or output.itm_labels is None:
             raise ValueError("ITM is on but the model output has no itm_logits: pass itm= to the model")
-        return itm_loss(output.itm_logits, output.itm_labels)
+        loss = itm_loss(output.itm_logits, output.itm_labels)
+        if collective is None:
+            return loss
+        n_local = output.itm_labels.numel()
+        n_global = float(collective.total(torch.tensor(float(n_local), device=output.itm_logits.device)))
+        return rank_share(loss, n_local, n_global, collective.world_size) if n_global else loss

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from mmpost import registry
 
-from . import memes, mhp, msd, multioff, mvsa, tir  # noqa: F401  (each registers itself)
+from . import memes, mhp, msd, multioff, mvsa, tir, twitter_emoticon  # noqa: F401  (each registers itself)
 from .base import DatasetSource, SourceData
 from .common import SourceError
 
