@@ -134,9 +134,9 @@ def main() -> None:
     print(f"inputs: {len(texts)} meme texts, {len(paths)} meme images (memes adapter); best of {args.repeats} passes")
 
     text32 = minilm(precision="fp32").eval()         # the naive loop's tower: fp32, as a user would load it
-    text_auto = minilm().eval()                      # mmpost's default: bf16 where native
+    text_auto = minilm(precision="auto").eval()      # bf16 where native
     image32 = EfficientNetLite0Tower(channels_last=False, precision="fp32").eval()
-    image_auto = EfficientNetLite0Tower().eval()
+    image_auto = EfficientNetLite0Tower(precision="auto").eval()
     cl32 = EfficientNetLite0Tower(precision="fp32").eval()   # mmpost's layout and folding, fp32
 
     def one_text(tower, t: str) -> np.ndarray:
