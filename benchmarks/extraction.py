@@ -45,11 +45,12 @@ class Row:
         return self.items / self.best
 
 
-def matmul_peak(threads: int, size: int = 2048, repeats: int = 8) -> float:
-    """Best fp32 GFLOP/s of an n×n matmul (the ceiling the towers' dense layers can reach on this machine)."""
+def matmul_peak(threads: int, size: int = 2048, repeats: int = 8, dtype: str = "float32") -> float:
+    """Best GFLOP/s of an n×n matmul in ``dtype`` (fp32 by default: the ceiling the towers' dense layers can reach
+    on this machine)."""
     import torch
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
     best = float("inf")
     with torch.inference_mode():
         for _ in range(2):
@@ -167,9 +168,9 @@ def main() -> None:
               f"({tokens / len(texts):.1f} a text), {flops / len(texts) / 1e6:.0f} MFLOP a text")
         rows = [Row("naive: one text at a time, fp32", lambda: naive_texts(texts), len(texts), flops),
                 Row("batch 64 unsorted, fp32", lambda: unsorted_texts(text32, 64), len(texts), flops),
-                Row("batch 64 sorted by length, fp32", lambda: encode_texts(text32, texts, progress=False),
-                    len(texts), flops)]
-        rows += [Row(f"batch {b} sorted, {text_auto.precision}{' (mmpost default)' if b == 64 else ''}",
+                Row("batch 64 sorted by length, fp32",
+                    lambda: encode_texts(text32, texts, progress=False), len(texts), flops)]
+        rows += [Row(f"batch {b} sorted, {text_auto.precision}{' (mmpost default: precision=auto)' if b == 64 else ''}",
                      lambda b=b: encode_texts(text_auto, texts, batch_size=b, progress=False), len(texts), flops)
                  for b in (32, 64, 128)]
         rows += candidate_text_rows(text32, texts, flops)
@@ -209,9 +210,11 @@ def main() -> None:
         for b in (1, 4, 8, 32):
             rows.append(Row(f"model only, batch {b}, {image_auto.precision} channels_last, BN folded",
                             lambda b=b: model_only(image_auto, b, True), n, per_image * n))
+        rows.append(Row("decode + model: encode_images, fp32, 2 decode threads (mmpost default)",
+                        lambda: encode_images(cl32, paths, workers=2, progress=False)[0], n, per_image * n))
         for w in (0, 1, 2):
-            rows.append(Row(f"decode + model: encode_images, {w} decode threads"
-                            f"{' (mmpost default)' if w == 2 else ''}",
+            rows.append(Row(f"decode + model: encode_images, {image_auto.precision}, {w} decode threads"
+                            f"{' (image_encoder.precision=auto)' if w == 2 else ''}",
                             lambda w=w: encode_images(image_auto, paths, workers=w, progress=False)[0], n,
                             per_image * n))
         measure(rows, args.repeats)
@@ -231,8 +234,12 @@ def main() -> None:
         n = len(image_posts)
         rows = [Row("naive: text + image of one post at a time, fp32", naive_posts, n),
                 Row("post_features, fp32 towers, no cache", lambda: mmpost_posts(text32, cl32, False), n),
-                Row("post_features, default towers, no cache", lambda: mmpost_posts(text_auto, image_auto, False), n),
-                Row("post_features, default towers, fresh cache folder (mmpost default)",
+                Row("post_features, text auto + image fp32, no cache", lambda: mmpost_posts(text_auto, cl32, False),
+                    n),
+                Row("post_features, text auto + image fp32, fresh cache folder (mmpost default)",
+                    lambda: mmpost_posts(text_auto, cl32, True), n),
+                Row("post_features, precision=auto, no cache", lambda: mmpost_posts(text_auto, image_auto, False), n),
+                Row("post_features, precision=auto, fresh cache folder (both towers precision=auto)",
                     lambda: mmpost_posts(text_auto, image_auto, True), n)]
         measure(rows, args.repeats)
         table(f"End to end (text + image features of {n} meme posts, {args.threads} threads)", rows, "posts/s",

@@ -1,12 +1,14 @@
 """Head training on cached features: posts/s of one training epoch for the Conc head (target ≥ 50,000 posts/s on
 2 cores) and the Att head, each against a naive loop measured in the same run.
 
-    python benchmarks/heads.py --threads 2 --batch 32
+    python benchmarks/heads.py --threads 2 --batch 32 --big-batch 1024
 
 mmpost's path is what ``mmpost train`` runs once both towers are frozen and their features are cached: a
 ``PostDataset`` over the feature arrays, the run's shuffled ``DataLoader`` (``apps.train.loader``), the
 ``TrainStep`` (model + objective: class-weighted CE), AdamW from ``apps.train.build_optimizer`` and
-``engine.loop.train_epoch`` under Fabric, on the thread count ``mmpost train`` picks for a head on cached features.
+``engine.loop.train_epoch`` under Fabric, on every thread it is given (``--threads``), as ``mmpost train`` runs.
+Further rows: one thread (for machines whose cores other jobs share), a large batch (``--big-batch``), and the large
+batch with ``fabric.precision=bf16-mixed`` (its share of the ceiling is against the bf16 matmul peak).
 The naive loop is the textbook one: a Dataset of per-post dicts, a ``DataLoader`` with the default collate, and
 ``zero_grad / forward / loss / backward / clip / step`` per batch, on the same model, loss, optimizer and threads.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 
 from extraction import matmul_peak  # the same peak as the extraction benchmark (this folder is on sys.path)
 
@@ -29,6 +32,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="training batch (train.batch_size; default 32)")
     ap.add_argument("--posts", type=int, default=16384, help="posts per epoch for Conc")
     ap.add_argument("--att-posts", type=int, default=2048, help="posts per epoch for Att (49 image tokens each)")
+    ap.add_argument("--big-batch", type=int, default=256, help="the batch of the large-batch row")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--heads", default="conc,att")
     args = ap.parse_args()
@@ -63,9 +67,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, --threads {args.threads}, batch {args.batch}; "
           f"load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     results = []
-    ceilings: dict[str, float] = {}
     peak = matmul_peak(args.threads)
-    print(f"fp32 matmul peak (2048×2048, {args.threads} threads): {peak:.1f} GFLOP/s")
+    peak_bf16 = matmul_peak(args.threads, dtype="bfloat16")
+    print(f"matmul peak (2048×2048, {args.threads} threads): fp32 {peak:.1f} GFLOP/s, bf16 {peak_bf16:.1f} GFLOP/s")
     for head in args.heads.split(","):
         n = args.posts if head == "conc" else args.att_posts
         cfg = load_config(None, [f"model.name={head}", f"train.batch_size={args.batch}", "progress=false",
@@ -85,16 +89,17 @@ def main() -> None:
 
         # mmpost's path
         ds = PostDataset(posts, labels, text_features=text, image_features=image, has_image=np.ones(n, bool))
-        fabric = make_fabric(cfg.fabric)
-        threads = cfg.train.threads or 1        # what mmpost train picks for a head on cached features
+        default_fabric = make_fabric(cfg.fabric)
+        threads = cfg.train.threads or args.threads      # what mmpost train uses: every core it is given
 
-        def mmpost_path(threads: int, fused: bool | None = None):
+        def mmpost_path(threads: int, fused: bool | None = None, batch: int = args.batch, precision: str = ""):
+            fabric = make_fabric(replace(cfg.fabric, precision=precision)) if precision else default_fabric
             step, optimizer = make_step()
             if fused is not None:
                 for group in optimizer.param_groups:
                     group["fused"] = fused
             fstep, foptimizer = fabric.setup(step, optimizer)
-            train_loader = loader(ds, args.batch, shuffle=True, seed=0, workers=cfg.train.num_workers)
+            train_loader = loader(ds, batch, shuffle=True, seed=0, workers=cfg.train.num_workers)
             generator = torch.Generator().manual_seed(0)
 
             def epoch() -> None:
@@ -130,11 +135,14 @@ def main() -> None:
                 naive_optimizer.step()
             torch.set_num_threads(args.threads)
 
+        big = args.big_batch
         rows = {f"naive loop, per-post items, {args.threads} threads": naive_epoch,
-                f"naive loop, per-post items, {threads} thread": lambda: naive_epoch(threads),
-                f"mmpost (train_epoch, fused AdamW, {threads} thread)": mmpost_path(threads),
-                f"mmpost, AdamW per-tensor loop (before), {threads} thread": mmpost_path(threads, fused=False),
-                f"mmpost, fused AdamW, {args.threads} threads": mmpost_path(args.threads)}
+                f"**mmpost (train_epoch, fused AdamW, {threads} threads)**": mmpost_path(threads),
+                f"mmpost, AdamW per-tensor loop (before), {threads} threads": mmpost_path(threads, fused=False),
+                "mmpost, fused AdamW, 1 thread": mmpost_path(1),
+                f"mmpost, fused AdamW, {threads} threads, batch {big}": mmpost_path(threads, batch=big),
+                f"mmpost, fused AdamW, {threads} threads, batch {big}, fabric.precision=bf16-mixed":
+                    mmpost_path(threads, batch=big, precision="bf16-mixed")}
         best = {name: float("inf") for name in rows}
         for fn in rows.values():
             fn()                                      # warm-up
@@ -146,16 +154,17 @@ def main() -> None:
         per_post = step_flops(make_step()[0], ds, args.batch) / args.batch
         naive = n / next(iter(best.values()))
         for name, seconds in best.items():
-            results.append((head, name, n, n / seconds, naive))
-        print(f"{head}: {per_post / 1e6:.2f} MFLOP a post for forward + backward: at the fp32 matmul peak "
-              f"({peak:.0f} GFLOP/s) at most {peak * 1e9 / per_post:,.0f} posts/s", flush=True)
-        ceilings[head] = peak * 1e9 / per_post
+            ceiling = (peak_bf16 if "bf16" in name else peak) * 1e9 / per_post
+            results.append((head, name, n, n / seconds, naive, ceiling))
+        print(f"{head}: {per_post / 1e6:.2f} MFLOP a post for forward + backward: at most "
+              f"{peak * 1e9 / per_post:,.0f} posts/s at the fp32 matmul peak, {peak_bf16 * 1e9 / per_post:,.0f} at "
+              "the bf16 one", flush=True)
 
     load1 = os.getloadavg()
-    print("\n| head | loop | posts an epoch | posts/s | × naive | % of the FLOP ceiling |")
+    print("\n| head | loop | posts an epoch | posts/s | × naive | % of the FLOP ceiling (its precision's peak) |")
     print("|---|---|---:|---:|---:|---:|")
-    for head, name, n, rate, naive in results:
-        print(f"| {head} | {name} | {n:,} | {rate:,.0f} | {rate / naive:.2f} | {100 * rate / ceilings[head]:.0f}% |")
+    for head, name, n, rate, naive, ceiling in results:
+        print(f"| {head} | {name} | {n:,} | {rate:,.0f} | {rate / naive:.2f} | {100 * rate / ceiling:.0f}% |")
     print(f"\nload average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
 
 

@@ -12,6 +12,12 @@ posts as multipart forms and as JSON with a base64 image, batches of ``--batch-s
 deliberately bad requests (a corrupt image) that must be answered 422. It prints p50 / p99 latency, throughput
 and the count of every status, per kind, and the server's peak memory, then stops the server.
 
+The baseline, measured in the same run before the server starts: the same service object the server uses (model
+loaded once, the same image checks and decoding, the same thread count), called directly in this process by one
+caller, one post at a time and in batches of ``--batch-size``, for ``--baseline-seconds`` each. The report gives
+the served throughput as a ratio to the time one in-process caller needs for the same posts, in the same shapes:
+what HTTP, the request parsing and concurrency add or cost.
+
 Exit status 1 when any answer is a 5xx, a request fails to connect or times out, or an answer is not the one its
 kind expects (200, or 422 for the bad ones); 0 otherwise. Nothing leaves this machine: the server listens on
 127.0.0.1 and every request goes there.
@@ -119,6 +125,40 @@ class Server:
         self._log_file.close()
 
 
+def in_process_baseline(run_dir: Path, posts: list[tuple[str, bytes]], batch_size: int,
+                        seconds: float) -> dict[str, tuple[float, float]]:
+    """{"single" | "batch": (posts/s, p50 ms a call)} of the serving code called directly, one caller, no HTTP."""
+    from mmpost.apps.predictor import load
+    from mmpost.serve.limits import ServeLimits
+    from mmpost.serve.payload import PostInput
+    from mmpost.serve.service import PredictionService
+    service = PredictionService(load(run_dir), ServeLimits())
+    service.warm_up()
+    rng = random.Random(0)
+    out = {}
+    for shape, n in (("single", 1), ("batch", batch_size)):
+        calls, done, start = [], 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            chosen = rng.sample(posts, min(n, len(posts)))
+            t = time.perf_counter()
+            service.predict([PostInput(None, text, image, "") for text, image in chosen])
+            calls.append(1000 * (time.perf_counter() - t))
+            done += len(chosen)
+        out[shape] = (done / (time.perf_counter() - start), percentile(calls, 50))
+    return out
+
+
+def baseline_lines(samples: list[Sample], wall: float, base: dict[str, tuple[float, float]]) -> list[str]:
+    """Served throughput against the in-process baseline for the same work: the seconds one in-process caller would
+    need for the posts the server answered (single posts at the single rate, batched posts at the batch rate)."""
+    single = sum(s.posts for s in samples if s.kind in ("multipart", "json") and s.status == "200")
+    batched = sum(s.posts for s in samples if s.kind == "batch" and s.status == "200")
+    alone = single / base["single"][0] + batched / base["batch"][0]
+    return [f"served {single} single posts and {batched} posts in batches in {wall:.1f} s; one in-process caller "
+            f"would need {alone:.1f} s for the same work (single {base['single'][0]:.1f} posts/s, batched "
+            f"{base['batch'][0]:.1f} posts/s): ratio {alone / wall:.2f}x"]
+
+
 def make_requests(posts: list[tuple[str, bytes]], batch_size: int):
     """Request builders by kind: each takes a random generator and returns (method args, posts in it)."""
     corrupt = posts[0][1][: max(16, len(posts[0][1]) // 3)]            # a truncated image
@@ -201,6 +241,8 @@ def main() -> None:
     ap.add_argument("--train-posts", type=int, default=400, help="synthetic posts for the small run")
     ap.add_argument("--keep-run", type=Path, help="train the small run into this folder and keep it (default: a "
                                                   "temporary folder, removed at the end)")
+    ap.add_argument("--baseline-seconds", type=float, default=10,
+                    help="seconds for each in-process baseline shape (single posts, batches)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS or args.max_requests < 1:
@@ -223,6 +265,10 @@ def main() -> None:
                   f"{time.perf_counter() - start:.0f} s")
         posts = request_posts(run_dir, 64)
         builders = make_requests(posts, args.batch_size)
+        base = in_process_baseline(run_dir, posts, args.batch_size, args.baseline_seconds)
+        print(f"in-process baseline (no HTTP, one caller): single posts {base['single'][0]:.1f} posts/s "
+              f"(p50 {base['single'][1]:.0f} ms), batches of {args.batch_size} {base['batch'][0]:.1f} posts/s "
+              f"(p50 {base['batch'][1]:.0f} ms a batch)")
         server = Server(run_dir, free_port(), Path(tmp) / "server.log")
         try:
             start = time.perf_counter()
@@ -259,6 +305,8 @@ def main() -> None:
           + (f" (1-minute load average {load_before:.1f} before the clients started)" if load_before is not None
              else "") + (f", server peak memory {peak:.0f} MiB" if peak else ""))
     print("\n".join(lines))
+    print("\nthroughput against the in-process baseline (same run):")
+    print("\n".join(baseline_lines(samples, wall, base)))
     print(f"5xx: {five_xx} · transport errors: {failed} · unexpected statuses: {'none' if expected_only else 'yes'}")
     sys.exit(0 if five_xx == 0 and failed == 0 and expected_only else 1)
 

@@ -82,8 +82,9 @@ class EncoderConfig:
     max_length: int = 128
     image_size: int | None = None          # default: the encoder's own (224 for EfficientNet-Lite0)
     fit: str = "crop"                      # crop | pad | squash
-    precision: str | None = None           # feature extraction (frozen tower): fp32 (default: results do not depend on
-                                           # the CPU) | bf16 | auto (bf16 where native); training always runs fp32
+    precision: str | None = None           # feature extraction (frozen tower): fp32 | bf16 | auto (bf16 where native);
+                                           # default: auto for the text tower (cosine 0.99996 to fp32, ~2x faster),
+                                           # fp32 for the image tower (bf16: cosine 0.996); training always runs fp32
     channels_last: bool | None = None      # CNN towers: NHWC memory layout (efficientnet-lite0: true)
     batch_size: int | None = None          # images per forward in feature extraction (efficientnet-lite0: 8)
     decode_workers: int | None = None      # threads decoding the next images while the tower runs (default 2; 0: none)
@@ -134,7 +135,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     eval_batch_size: int = 128
-    threads: int | None = None             # torch threads while training; default: 1 when every tower is frozen
+    threads: int | None = None             # torch threads while training (default: every core)
     checkpoint_every: int = 0              # also checkpoint every N batches within an epoch (0: epoch ends only)
 
 
@@ -151,7 +152,8 @@ class FabricConfig:
 class RunConfig:
     task: str = "sentiment"
     data: DataConfig = field(default_factory=DataConfig)
-    text_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="minilm", trainable=True))
+    text_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="minilm", trainable=True,
+                                                                              precision="auto"))
     image_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="efficientnet-lite0"))
     model: ModelConfig = field(default_factory=ModelConfig)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)

@@ -1,7 +1,7 @@
 """Predict class probabilities for a manifest of posts, streaming: the cost per post stays flat.
 
-- The manifest is read one post at a time (:func:`iter_manifest`) and predicted a chunk at a time; no list of all
-  posts is ever held.
+- The manifest is read one post at a time (:func:`mmpost.data.manifest.iter_manifest`) and predicted a chunk at
+  a time; no list of all posts is ever held.
 - Each chunk's lines are appended to ``OUT.part`` and flushed and fsynced at the chunk's end; when every post is
   done the part file is renamed onto ``OUT`` in one step, so ``OUT`` is always either absent or complete.
 - A re-run after a crash (or Ctrl-C) finds the part file, truncates a half-written last line, checks by post id
@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -26,175 +25,11 @@ from mmpost.apps.predictor import Predictor
 from mmpost.apps.prepare import column_mapping
 from mmpost.atomic import atomic_write_json
 from mmpost.config import ColumnsConfig, load_config, resolve
-from mmpost.data.manifest import (
-    _CSV_FIELD_LIMIT,
-    _PARQUET_BATCH_ROWS,
-    ColumnMapping,
-    ManifestError,
-    _csv_kwargs,
-    _detect_format,
-    _missing_columns_error,
-    _parquet_cell,
-    _read_text,
-    _RowReader,
-)
+from mmpost.data.manifest import ColumnMapping, iter_manifest
 from mmpost.data.post import Post
 from mmpost.progress import bar as progress_bar
 
-CSV_HINT = (" If text fields escape quotes with a backslash, pass "
-            "csv_options={'escapechar': '\\\\', 'doublequote': False}.")
-
-
-# ------------------------------------------------------------------------------------ reading, one post at a time
-# The same posts, in the same order and with the same errors, as ``mmpost.data.manifest.load_manifest`` (whose row
-# reader and checks these use), without holding the file or the posts in memory.
-
-
-def iter_manifest(path: str, mapping: ColumnMapping) -> Iterator[Post]:
-    """The posts of a CSV / TSV / JSONL / Parquet manifest, one at a time."""
-    fmt = _detect_format(path, mapping)
-    reader = {"csv": _csv_posts, "jsonl": _jsonl_posts, "parquet": _parquet_posts}[fmt]
-    return reader(path, mapping)
-
-
-def _lines(path: str, encoding: str) -> Iterator[str]:
-    """The file's lines (newlines kept, a leading byte-order mark dropped). A decoding error is re-raised with the
-    byte, line and column that :func:`~mmpost.data.manifest._read_text` names (it reads the file only then)."""
-    try:
-        with open(path, encoding=encoding, newline="") as f:
-            first = True
-            for line in f:
-                yield line[1:] if first and line.startswith("\ufeff") else line
-                first = False
-    except (OSError, UnicodeDecodeError, LookupError):
-        _read_text(path, encoding)      # raises the ManifestError that names the problem
-        raise
-
-
-def _csv_posts(path: str, mapping: ColumnMapping) -> Iterator[Post]:
-    kwargs = _csv_kwargs(path, mapping.csv_options)
-    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
-        csv.field_size_limit(_CSV_FIELD_LIMIT)
-    try:
-        reader = csv.reader(_lines(path, mapping.encoding), **kwargs)
-    except (TypeError, ValueError, csv.Error) as e:
-        raise ManifestError(f"{path}: bad csv_options {mapping.csv_options!r} ({e})") from None
-    try:
-        header = next(reader, None)
-        while header is not None and not any(h.strip() for h in header):
-            header = next(reader, None)
-    except csv.Error as e:
-        raise ManifestError(f"{path}: line {reader.line_num}: cannot parse the header ({e})") from None
-    if header is None:
-        raise ManifestError(f"{path}: the file is empty (no header row)")
-    header = [h.strip() for h in header]
-    column: dict[str, int] = {}
-    repeated = set()
-    for i, h in enumerate(header):
-        if h in column:
-            repeated.add(h)
-        else:
-            column[h] = i
-    _missing_columns_error(path, mapping, header, "mapped column(s)")
-    ambiguous = sorted({c for c, _ in mapping.required_columns()} & repeated)
-    if ambiguous:
-        raise ManifestError(f"{path}: column(s) {ambiguous} appear more than once in the header")
-    width = len(header)
-    rows = _RowReader(path, mapping)
-    n = 0
-    try:
-        for cells in reader:
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue  # blank line
-            n += 1
-            if len(cells) > width and any(c.strip() for c in cells[width:]):
-                raise ManifestError(f"{path}: row {n} (ending on line {reader.line_num}) has {len(cells)} fields but "
-                                    f"the header has {width}; the row does not parse.{CSV_HINT}")
-
-            def get(col: str, _cells=cells):
-                i = column.get(col)
-                return _cells[i] if i is not None and i < len(_cells) else ""
-
-            yield rows.post(get, n)
-    except csv.Error as e:
-        raise ManifestError(f"{path}: row {n + 1} (line {reader.line_num}): cannot parse CSV ({e})."
-                            f"{CSV_HINT}") from None
-    rows.report_repairs()
-
-
-def _json_objects(path: str, encoding: str) -> Iterator[tuple[int, dict]]:
-    for lineno, line in enumerate(_lines(path, encoding), start=1):
-        line = line[:-1] if line.endswith("\n") else line
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise ManifestError(f"{path}: line {lineno}: not valid JSON ({e})") from None
-        except RecursionError:
-            raise ManifestError(f"{path}: line {lineno}: JSON nested too deeply to be a post") from None
-        if not isinstance(obj, dict):
-            raise ManifestError(f"{path}: line {lineno}: expected a JSON object per line, got {type(obj).__name__}")
-        yield lineno, obj
-
-
-def _jsonl_posts(path: str, mapping: ColumnMapping) -> Iterator[Post]:
-    keys: dict[str, None] = {}           # a first pass collects the keys: a mapped key absent everywhere is an error
-    for _, obj in _json_objects(path, mapping.encoding):
-        keys.update(dict.fromkeys(obj))
-    if keys:
-        _missing_columns_error(path, mapping, keys, "mapped key(s) (absent from every line)")
-    rows = _RowReader(path, mapping)
-    for lineno, obj in _json_objects(path, mapping.encoding):
-        yield rows.post(obj.get, lineno)
-    rows.report_repairs()
-
-
-def _parquet_posts(path: str, mapping: ColumnMapping) -> Iterator[Post]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ManifestError(f"{path}: reading Parquet files needs the pyarrow package: pip install pyarrow") from None
-    if not os.path.isfile(path):
-        raise ManifestError(f"{path}: " + ("is a folder, not a manifest file" if os.path.isdir(path)
-                                           else "file not found"))
-    try:
-        pf = pq.ParquetFile(path)
-        names = list(pf.schema_arrow.names)
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot read file ({e})") from None
-    except Exception as e:  # pyarrow.ArrowInvalid and friends: not a Parquet file, or a damaged one
-        raise ManifestError(f"{path}: not a readable Parquet file ({e})") from None
-    by_name: dict[str, list[str]] = {}
-    for name in names:
-        by_name.setdefault(name.strip(), []).append(name)
-    _missing_columns_error(path, mapping, list(by_name), "mapped column(s)")
-    needed = list(dict.fromkeys(c for c, _ in mapping.required_columns()))
-    ambiguous = sorted(c for c in needed if len(by_name[c]) > 1)
-    if ambiguous:
-        raise ManifestError(f"{path}: column(s) {ambiguous} appear more than once in the table")
-    rows = _RowReader(path, mapping)
-    row = 0
-    try:
-        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[by_name[c][0] for c in needed]):
-            values = {c: batch.column(i).to_pylist() for i, c in enumerate(needed)}
-            for j in range(batch.num_rows):
-                row += 1
-
-                def get(col: str, _j=j, _row=row):
-                    v = values[col][_j]
-                    if col == mapping.image and isinstance(v, (list, tuple)):
-                        return [_parquet_cell(x, path, _row, col) for x in v]
-                    return _parquet_cell(v, path, _row, col)
-
-                yield rows.post(get, row)
-    except ManifestError:
-        raise
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot read file ({e})") from None
-    except Exception as e:  # a damaged row group, an unsupported type
-        raise ManifestError(f"{path}: cannot read Parquet data after row {row} ({type(e).__name__}: {e})") from None
-    rows.report_repairs()
+# ------------------------------------------------------------------------------------------------------ chunks
 
 
 def chunks(posts: Iterator[Post], size: int) -> Iterator[list[Post]]:

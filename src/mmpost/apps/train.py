@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from mmpost import registry
 from mmpost.apps.build import aux_name, build_model, build_objective, build_tower
 from mmpost.apps.datasets import build_datasets
 from mmpost.apps.prepare import PreparedData, prepare
@@ -157,11 +156,9 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
             save_weights(run_dir / BEST, saved_state(model, cfg))
         save_last(st)
 
-    # a head on cached features trains fastest on one thread; a family that runs a tower every batch does not
-    cheap = len(frozen) == 2 and registry.get("model", cfg.model.name).inputs(cfg.model)[0] != "tokens"
     resume_hint = f"go on with: mmpost train --resume {run_dir}"
     try:
-        with torch_threads(t.threads or (1 if cheap else None)):
+        with torch_threads(t.threads):
             result = fit(fabric, fstep, foptimizer, loaders["train"], loaders["dev"], cfg=t, score=weighted_f1,
                          frozen=frozen, generator=generators["itm"], state=state, on_epoch_end=checkpoint,
                          progress=cfg.progress, on_step=save_last, checkpoint_every=checkpoint_every,

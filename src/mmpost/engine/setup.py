@@ -192,8 +192,8 @@ def seed_everything(seed: int) -> None:
 
 @contextmanager
 def torch_threads(n: int | None):
-    """Run a block with ``n`` intra-op threads (None: leave as is). Training a head on cached features is
-    a stream of tiny ops: one thread avoids OpenMP barrier stalls, which are severe when cores are shared."""
+    """Run a block with ``n`` intra-op threads (None: leave as is). ``train.threads: 1`` helps a head on cached
+    features where other jobs share the cores: its stream of small ops stalls at every OpenMP barrier then."""
     before = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)

@@ -1,0 +1,109 @@
+"""Which column of a manifest holds what (:class:`ColumnMapping`), and the error a manifest that cannot be read
+raises (:class:`ManifestError`). The readers that apply a mapping are in :mod:`mmpost.data.readers`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ColumnMapping", "FORMATS", "ManifestError", "REFUSED_IMAGES", "SPLIT_ALIASES"]
+
+# Names a split column may use for the usual three splits.
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "dev": "dev", "val": "dev", "valid": "dev", "validation": "dev", "development": "dev",
+    "test": "test", "testing": "test",
+}
+
+# meta key listing image cells that pointed outside the image root: [{"name": cell value, "root": image root}]
+REFUSED_IMAGES = "refused_images"
+_RESERVED_META = ("source", "row", "split", REFUSED_IMAGES)
+FORMATS = ("csv", "jsonl", "parquet")
+
+
+class ManifestError(ValueError):
+    """A manifest cannot be read; the message names the file and, where it applies, the row and column."""
+
+
+@dataclass
+class ColumnMapping:
+    """Which column of a manifest holds what.
+
+    id            column with the post id; ``None`` → ids ``"row-<n>"``
+    text          column, or several columns joined with ``" "`` (empty parts skipped)
+    image         column with image file names or ids; ``None`` → text-only posts
+    image_root    folder joined to relative image names (default: the manifest's own folder); when given, it is
+                  also a boundary: a name that resolves outside it (``../x.jpg``, ``/etc/x.jpg``) is refused
+                  (``meta["refused_images"]``, reported by validation as ``unsafe_image_path``)
+    image_pattern format applied to each image cell value, e.g. ``"T{}.jpg"``
+    image_sep     separator for several images in one cell, e.g. ``";"`` (a JSON list cell, or a Parquet list
+                  column, also works)
+    labels        task name → column
+    label_values  task name → {raw value → label name}; unmapped values are kept as they are
+    split         column holding train/dev/test (``val``/``valid``/``validation`` → ``dev``)
+    keep          extra columns copied into ``Post.meta``
+    format        ``"csv"``, ``"jsonl"`` or ``"parquet"``; ``None`` → from the extension (.csv/.tsv,
+                  .jsonl/.ndjson, .parquet/.pq)
+    encoding      text encoding of the file (CSV and JSONL; Parquet strings are always UTF-8)
+    csv_options   passed to the CSV reader (``delimiter``/``sep``, ``quotechar``, ``escapechar``, ``doublequote``,
+                  ``skipinitialspace``, ``quoting``, ``strict``)
+    """
+
+    id: str | None = "id"
+    text: str | list[str] = "text"
+    image: str | None = None
+    image_root: str | None = None
+    image_pattern: str | None = None
+    image_sep: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    label_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    split: str | None = None
+    keep: list[str] = field(default_factory=list)
+    format: str | None = None
+    encoding: str = "utf-8"
+    csv_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # accept any sequence / mapping (e.g. containers from a config library), store plain types
+        if not isinstance(self.text, str):
+            self.text = [str(c) for c in self.text]
+            if not self.text:
+                raise ValueError("ColumnMapping.text needs at least one column")
+        self.keep = [self.keep] if isinstance(self.keep, str) else [str(c) for c in (self.keep or [])]
+        self.labels = {str(t): str(c) for t, c in dict(self.labels or {}).items()}
+        self.label_values = {str(t): {str(k): str(v) for k, v in dict(table or {}).items()}
+                             for t, table in dict(self.label_values or {}).items()}
+        self.csv_options = dict(self.csv_options or {})
+        bad = [k for k in self.keep if k in _RESERVED_META]
+        if bad:
+            raise ValueError(f"ColumnMapping.keep cannot hold {bad}: meta keys {_RESERVED_META} are set by the "
+                             "importer (map a split column with ColumnMapping.split)")
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"ColumnMapping.format must be one of {FORMATS} or None, got {self.format!r}")
+        if self.image_pattern is not None:
+            try:
+                probe = self.image_pattern.format("x")
+            except (IndexError, KeyError, ValueError) as e:
+                raise ValueError(f"ColumnMapping.image_pattern {self.image_pattern!r} must contain one '{{}}' "
+                                 f"for the cell value ({e})") from None
+            if probe == self.image_pattern:
+                raise ValueError(f"ColumnMapping.image_pattern {self.image_pattern!r} has no '{{}}' placeholder")
+        unknown = set(self.label_values) - set(self.labels)
+        if unknown:
+            raise ValueError(f"ColumnMapping.label_values has tasks {sorted(unknown)} that are not in labels "
+                             f"{sorted(self.labels)}")
+
+    def text_columns(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+    def required_columns(self) -> list[tuple[str, str]]:
+        """(column, what it is mapped as) for every column the mapping reads."""
+        out: list[tuple[str, str]] = []
+        if self.id is not None:
+            out.append((self.id, "id"))
+        out += [(c, "text") for c in self.text_columns()]
+        if self.image is not None:
+            out.append((self.image, "image"))
+        out += [(c, f"labels[{t!r}]") for t, c in self.labels.items()]
+        if self.split is not None:
+            out.append((self.split, "split"))
+        out += [(c, "keep") for c in self.keep]
+        return out
