@@ -141,6 +141,16 @@ def test_precision_choices_are_checked():
         load_config(None, ["image_encoder.precision=int4"])
 
 
+def test_default_precisions_bf16_text_where_native_fp32_images(tmp_path):
+    from mmpost.config import load_config
+    from mmpost.encoders.precision import resolve_precision
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("text_encoder:\n  name: minilm\nimage_encoder:\n  name: efficientnet-lite0\n")
+    for cfg in (load_config(None, []), load_config(str(recipe), [])):
+        assert cfg.text_encoder.precision == "auto"           # a recipe naming the tower keeps the default
+        assert resolve_precision(cfg.image_encoder.precision) == "fp32"
+
+
 def test_image_batches_and_decode_threads_do_not_change_features(tmp_path):
     from mmpost.encoders.features import encode_images
     a, b, bad = _images(tmp_path)
