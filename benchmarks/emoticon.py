@@ -32,18 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SYNTHETIC_VARIANTS: dict[str, list[str]] = {
     "dual-branch: attention fusion + ITC (the model)": ["model.name=emoticon", "model.fusion=attention",
-                                                        "objectives.itc=true"],
-    "attention fusion, no ITC": ["model.name=emoticon", "model.fusion=attention", "objectives.itc=false"],
-    "concat fusion + ITC": ["model.name=emoticon", "model.fusion=concat", "objectives.itc=true"],
-    "concat fusion, no ITC": ["model.name=emoticon", "model.fusion=concat", "objectives.itc=false"],
-    "text only": ["model.name=emoticon", "model.modalities=text", "objectives.itc=false"],
-    "image only": ["model.name=emoticon", "model.modalities=image", "objectives.itc=false"],
-    "Ber-ViT-Conc (pooled features), no ITC": ["model.name=conc", "objectives.itc=false"],
+                                                        "objectives.itc.enabled=true"],
+    "attention fusion, no ITC": ["model.name=emoticon", "model.fusion=attention", "objectives.itc.enabled=false"],
+    "concat fusion + ITC": ["model.name=emoticon", "model.fusion=concat", "objectives.itc.enabled=true"],
+    "concat fusion, no ITC": ["model.name=emoticon", "model.fusion=concat", "objectives.itc.enabled=false"],
+    "text only": ["model.name=emoticon", "model.modalities=text", "objectives.itc.enabled=false"],
+    "image only": ["model.name=emoticon", "model.modalities=image", "objectives.itc.enabled=false"],
+    "Ber-ViT-Conc (pooled features), no ITC": ["model.name=conc", "objectives.itc.enabled=false"],
 }
 TIR_VARIANTS: dict[str, list[str]] = {
     "dual-branch: attention fusion + ITC (image masked)": ["model.name=emoticon", "model.fusion=attention",
-                                                           "objectives.itc=true"],
-    "text only": ["model.name=emoticon", "model.modalities=text", "objectives.itc=false"],
+                                                           "objectives.itc.enabled=true"],
+    "text only": ["model.name=emoticon", "model.modalities=text", "objectives.itc.enabled=false"],
 }
 
 

@@ -36,6 +36,7 @@ def main() -> None:
     import mmpost  # noqa: F401  (registers every family)
     from mmpost.apps.build import build_model, build_objective, build_tower
     from mmpost.apps.datasets import build_datasets
+    from mmpost.objectives.combined import single_task
     from mmpost.apps.prepare import prepare
     from mmpost.config import data_root, load_config
     from mmpost.data.dataset import label_ids, unwrap
@@ -51,13 +52,14 @@ def main() -> None:
     towers = (build_tower(cfg0.text_encoder), build_tower(cfg0.image_encoder))
     rows = []
     for family in args.families.split(","):
-        cfg = load_config(args.recipe, ["progress=false", f"model.name={family}", "objectives.itc=true",
-                                        "objectives.itm=true"])
+        cfg = load_config(args.recipe, ["progress=false", "objectives.itc.enabled=true",
+                                        "objectives.itm.enabled=true"], family=family)
         ds, _ = build_datasets({"train": posts}, {"train": labels}, cfg, *towers)
         ds = ds["train"]
         torch.manual_seed(0)
         model = build_model(cfg.model, *towers, len(data.labels))
-        step = TrainStep(model, build_objective(cfg.objectives, labels.tolist(), len(data.labels)))
+        tasks = single_task(len(data.labels), labels.tolist()).tasks
+        step = TrainStep(model, build_objective(cfg.objectives, tasks))
         params = sum(p.numel() for p in step.parameters())
         trainable = sum(p.numel() for p in step.parameters() if p.requires_grad)
         opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=1e-4)

@@ -46,6 +46,7 @@ def main() -> None:
     hf_logging.disable_progress_bar()
 
     from mmpost.apps.build import build_model, build_objective
+    from mmpost.objectives.combined import single_task
     from mmpost.apps.train import build_optimizer, loader
     from mmpost.config import load_config
     from mmpost.data.batch import Batch
@@ -84,7 +85,8 @@ def main() -> None:
 
         def make_step():
             torch.manual_seed(0)
-            step = TrainStep(build_model(cfg.model, *towers, 3), build_objective(cfg.objectives, labels.tolist(), 3))
+            tasks = single_task(3, labels.tolist()).tasks
+            step = TrainStep(build_model(cfg.model, *towers, 3), build_objective(cfg.objectives, tasks))
             return step, build_optimizer(step, towers, cfg)
 
         # mmpost's path

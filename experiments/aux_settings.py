@@ -13,13 +13,13 @@ import json
 import time
 from pathlib import Path
 
-HARD = "objectives.itm_negatives=hard"
+HARD = "objectives.itm.negatives=hard"
 SETTINGS = {   # name in the table: (run folder suffix, overrides)
     "base": ("base", []),
-    "+ITC": ("itc", ["objectives.itc=true"]),
-    "+ITM (random)": ("itm-random", ["objectives.itm=true"]),
-    "+ITM (hard)": ("itm-hard", ["objectives.itm=true", HARD]),
-    "+ITC+ITM (hard)": ("itc-itm-hard", ["objectives.itc=true", "objectives.itm=true", HARD]),
+    "+ITC": ("itc", ["objectives.itc.enabled=true"]),
+    "+ITM (random)": ("itm-random", ["objectives.itm.enabled=true"]),
+    "+ITM (hard)": ("itm-hard", ["objectives.itm.enabled=true", HARD]),
+    "+ITC+ITM (hard)": ("itc-itm-hard", ["objectives.itc.enabled=true", "objectives.itm.enabled=true", HARD]),
 }
 
 

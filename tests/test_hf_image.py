@@ -40,6 +40,6 @@ def test_vit_trains_in_a_run(tiny_vit, tmp_path, toy_csv):
     from mmpost.config import load_config
     from tests.conftest import tiny_overrides
     over = tiny_overrides(tmp_path, toy_csv) + ["image_encoder.name=hf-image", f"image_encoder.path={tiny_vit}",
-                                                "name=vit", "train.epochs=1", "objectives.itc=true"]
+                                                "name=vit", "train.epochs=1", "objectives.itc.enabled=true"]
     result = train(load_config(None, over))
     assert result.metrics["test"]["mood"]["n"] > 0

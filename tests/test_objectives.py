@@ -9,7 +9,8 @@ import torch
 from mmpost.data.batch import Batch
 from mmpost.models.output import ModelOutput
 from mmpost.objectives.ce import balanced_class_weights, ce_loss
-from mmpost.objectives.combined import Objective, combine
+from mmpost.objectives.base import RequestContext
+from mmpost.objectives.combined import Objective, loss_weights, single_task
 from mmpost.objectives.itc import ITCLoss, itc_loss
 from mmpost.objectives.itm import hard_pairs, itm_loss, random_pairs
 
@@ -70,7 +71,7 @@ def test_itc_masks_duplicate_texts_and_images():
 
 
 def test_itc_temperature_is_learnable_and_clamped():
-    loss = ITCLoss(temperature=0.07)
+    loss = ITCLoss(ITCLoss.Config(temperature=0.07))
     assert loss.temperature == pytest.approx(0.07, rel=1e-5)
     with torch.no_grad():
         loss.log_scale.fill_(10.0)               # beyond ln 100
@@ -126,13 +127,15 @@ def test_itm_loss_by_hand():
 
 
 def test_weighting_additive_and_convex():
-    parts = {"ce": torch.tensor(2.0), "itc": torch.tensor(4.0), "itm": torch.tensor(1.0)}
-    add = combine(parts, "additive", {"lambda_ce": 1.0, "lambda_itc": 0.5, "lambda_itm": 2.0})
-    assert add.item() == pytest.approx(2 + 2 + 2)
-    conv = combine(parts, "convex", {"beta_itc": 0.1, "beta_itm": 0.1})
-    assert conv.item() == pytest.approx(0.8 * 2 + 0.1 * 4 + 0.1 * 1)
-    with pytest.raises(ValueError):
-        combine(parts, "convex", {"beta_itc": 0.6, "beta_itm": 0.5})
+    from mmpost.objectives.ce import CELoss
+    from mmpost.objectives.itm import ITMLoss
+    configs = {"ce": CELoss.Config(), "itc": ITCLoss.Config(weight=0.5), "itm": ITMLoss.Config(weight=2.0)}
+    assert loss_weights("additive", configs) == {"ce": 1.0, "itc": 0.5, "itm": 2.0}
+    configs = {"ce": CELoss.Config(weight=7.0), "itc": ITCLoss.Config(weight=0.1), "itm": ITMLoss.Config(weight=0.1)}
+    assert loss_weights("convex", configs) == pytest.approx({"ce": 0.8, "itc": 0.1, "itm": 0.1})
+    with pytest.raises(ValueError, match="below 1"):
+        loss_weights("convex", {"ce": CELoss.Config(), "itc": ITCLoss.Config(weight=0.6),
+                                "itm": ITMLoss.Config(weight=0.5)})
 
 
 def _output(has_image, seed=0):
@@ -147,7 +150,7 @@ def test_posts_with_masked_images_take_no_part_in_itc():
     has_image = [True, True, False, True]
     batch = Batch(index=torch.arange(4), labels=torch.tensor([0, 1, 2, 0]), has_image=torch.tensor(has_image),
                   text_ids=torch.arange(4), image_ids=torch.arange(4))
-    obj = Objective(itc=True)
+    obj = Objective.from_configs({"ce": None, "itc": None}, single_task(3, [0, 1, 2, 0]))
     out = _output(has_image)
     before = obj(out, batch).parts["itc"].item()
     out.image_embeds[2] += 100.0                 # the masked post's image vector must not matter
@@ -158,8 +161,8 @@ def test_posts_with_masked_images_take_no_part_in_itc():
 def test_objective_reports_every_component_and_temperature():
     batch = Batch(index=torch.arange(4), labels=torch.tensor([0, 1, 2, 0]), has_image=torch.ones(4, dtype=torch.bool),
                   text_ids=torch.arange(4), image_ids=torch.arange(4))
-    obj = Objective(itc=True, itm=True)
-    kwargs = obj.model_kwargs(batch, torch.Generator().manual_seed(0))
+    obj = Objective.from_configs({"ce": None, "itc": None, "itm": None}, single_task(3, [0, 1, 2, 0]))
+    kwargs = obj.request(batch, RequestContext(generator=torch.Generator().manual_seed(0))).kwargs
     out = _output([True] * 4)
     pairs = kwargs["itm"](out.text_embeds, out.image_embeds)
     out.itm_logits, out.itm_labels = torch.randn(len(pairs.labels), 2), pairs.labels

@@ -17,8 +17,8 @@ KEYS = {"weighted_f1", "macro_f1", "accuracy", "mcc", "n"}
 
 
 def test_train_writes_a_complete_run_folder(tmp_path, toy_csv):
-    cfg = load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=r1", "objectives.itc=true",
-                                                                   "objectives.itm=true"])
+    cfg = load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=r1", "objectives.itc.enabled=true",
+                                                                   "objectives.itm.enabled=true"])
     result = train(cfg)
     run = result.run_dir
     for f in ("model.safetensors", "config.yaml", "labels.json", "metrics.json", "report.md", "log.csv"):
@@ -47,15 +47,15 @@ def test_train_writes_a_complete_run_folder(tmp_path, toy_csv):
 
 @pytest.mark.parametrize("negatives", ["random", "hard"])
 def test_itm_negative_strategies_train(tmp_path, toy_csv, negatives):
-    over = tiny_overrides(tmp_path, toy_csv) + ["name=n", "objectives.itc=true", "objectives.itm=true",
-                                                f"objectives.itm_negatives={negatives}", "train.epochs=2"]
+    over = tiny_overrides(tmp_path, toy_csv) + ["name=n", "objectives.itc.enabled=true", "objectives.itm.enabled=true",
+                                                f"objectives.itm.negatives={negatives}", "train.epochs=2"]
     result = train(load_config(None, over))
     assert all(h["train_itm"] > 0 for h in result.history)
 
 
 def test_same_seed_same_metrics(tmp_path, toy_csv):
-    a = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=a", "objectives.itm=true"]))
-    b = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=b", "objectives.itm=true"]))
+    a = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=a", "objectives.itm.enabled=true"]))
+    b = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=b", "objectives.itm.enabled=true"]))
     assert a.metrics == b.metrics
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
 
@@ -164,7 +164,7 @@ def test_cli_predict_writes_probabilities_and_validate_reports(tmp_path, toy_csv
 
 def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, toy_csv, monkeypatch):
     import mmpost.engine.loop as loop
-    over = tiny_overrides(tmp_path, toy_csv) + ["objectives.itc=true", "objectives.itm=true", "train.epochs=4",
+    over = tiny_overrides(tmp_path, toy_csv) + ["objectives.itc.enabled=true", "objectives.itm.enabled=true", "train.epochs=4",
                                                 "train.patience=10", "model.dropout=0.3"]
     whole = train(load_config(None, over + ["name=whole"]))
     real = loop.train_epoch
@@ -191,9 +191,9 @@ def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, toy_csv
     assert (cut / "log.csv").read_text() == (whole.run_dir / "log.csv").read_text()
 
 
-@pytest.mark.parametrize("aux", [[], ["objectives.itc=true"], ["objectives.itm=true"],
-                                 ["objectives.itm=true", "objectives.itm_negatives=hard"],
-                                 ["objectives.itc=true", "objectives.itm=true", "objectives.itm_negatives=hard"]])
+@pytest.mark.parametrize("aux", [[], ["objectives.itc.enabled=true"], ["objectives.itm.enabled=true"],
+                                 ["objectives.itm.enabled=true", "objectives.itm.negatives=hard"],
+                                 ["objectives.itc.enabled=true", "objectives.itm.enabled=true", "objectives.itm.negatives=hard"]])
 def test_att_trains_with_every_aux_setting_and_predicts(tmp_path, toy_csv, aux):
     over = tiny_overrides(tmp_path, toy_csv) + ["model.name=att", "model.heads=4", "train.epochs=2", "name=att",
                                                 "text_encoder.trainable=false", *aux]

@@ -95,7 +95,7 @@ def demo(
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Argument(help="YAML recipe (see configs/). Not needed with --resume.", dir_okay=False)] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. objectives.itc=true train.epochs=5")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. objectives.itc.enabled=true train.epochs=5")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its last checkpoint (its config.yaml is used).", file_okay=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N training batches within an epoch (0: at epoch ends only; same as train.checkpoint_every=N), so a killed run loses at most N batches.", min=0)] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -103,7 +103,7 @@ def train(
     """Train a model from a YAML recipe and write a run folder: `model.safetensors`, `config.yaml`,
     `metrics.json`, `report.md`, `confusion_test.png`, `log.csv`, `checkpoints/`.
 
-    Example: `mmpost train configs/memes.yaml objectives.itc=true objectives.itm=true`
+    Example: `mmpost train configs/memes.yaml objectives.itc.enabled=true objectives.itm.enabled=true`
 
     After a crash or Ctrl-C: `mmpost train --resume runs/<run>` goes on from the last checkpoint (the last
     finished epoch, or batch with `--checkpoint-every N`) and ends where an uninterrupted run would have. The first
@@ -380,7 +380,7 @@ def relate(
 
 @app.command()
 def similarity(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run, ideally trained with objectives.itc=true on another task than the relation.", file_okay=False)],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run, ideally trained with objectives.itc.enabled=true on another task than the relation.", file_okay=False)],
     config: Annotated[Optional[Path], typer.Argument(help="A recipe for the posts to score (default: the run's own data).", dir_okay=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of that recipe")] = None,
     task: Annotated[str, typer.Option(help="The label that carries the relation: relation (codes XY) or any task of posts that also have text_represented and image_adds.")] = "relation",
@@ -392,7 +392,7 @@ def similarity(
     represented and image adds), on test and on the dataset's other test labelings (TIR: test_RM, test_RL).
 
     ITRp uses this (with CLIP) to check label quality. Example, on the embedded default:
-    `mmpost train task=sentiment objectives.itc=true` then `mmpost similarity runs/<that run>`.
+    `mmpost train task=sentiment objectives.itc.enabled=true` then `mmpost similarity runs/<that run>`.
     """
     _setup(verbose)
     from mmpost.apps.similarity import relation_similarity

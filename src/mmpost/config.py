@@ -7,12 +7,19 @@ environment variable MMPOST_DATA_ROOT. The resolved config is saved into each ru
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from mmpost import config_legacy as legacy
+from mmpost import config_sections as sections
+from mmpost.config_sections import ConfigError
 
 
 @dataclass
@@ -91,39 +98,6 @@ class EncoderConfig:
 
 
 @dataclass
-class ModelConfig:
-    name: str = "conc"                     # conc | att | mmbt | vilt | lxmert | emoticon (docs/models.md)
-    hidden: int = 512                      # conc: fused size (att uses the text width)
-    proj_dim: int = 512                    # ITC projection size
-    dropout: float = 0.05
-    heads: int = 8                         # att: attention heads
-    contrast: str = "unimodal"             # single-stream / cross families: ITC on unimodal passes | fused tokens
-    path: str | None = None                # vilt / lxmert: an HF ViltModel / LxmertModel name or folder
-    layers: int = 2                        # lxmert offline: cross-modality layers trained from scratch; emoticon:
-                                           # image-branch transformer layers
-    max_text_tokens: int | None = None     # vilt: text cap (default 40, as in the seed paper)
-    region_features: str | None = None     # lxmert with HF weights: folder of <image stem>.safetensors/.npz/.npy
-    fusion: str = "attention"              # emoticon: attention (learned per-post modality weights) | concat
-    modalities: str = "both"               # emoticon: both | text | image (one-branch baselines)
-
-
-@dataclass
-class ObjectivesConfig:
-    itc: bool = False
-    itm: bool = False
-    weighting: str = "additive"            # additive: λ·loss summed | convex: (1−β_itc−β_itm)·CE + β·aux
-    lambda_ce: float = 1.0
-    lambda_itc: float = 1.0
-    lambda_itm: float = 1.0
-    beta_itc: float = 0.1
-    beta_itm: float = 0.1
-    class_weights: str = "balanced"        # balanced | none
-    temperature: float = 0.07
-    mask_duplicates: bool = True
-    itm_negatives: str = "random"          # random (the seed paper's) | hard (from the ITC similarity)
-
-
-@dataclass
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
@@ -150,13 +124,15 @@ class FabricConfig:
 
 @dataclass
 class RunConfig:
-    task: str = "sentiment"
+    task: str = "sentiment"                # one task; a later `tasks` replaces it (and a later `task` replaces those)
+    tasks: list[str] | None = None         # several tasks: one head and one CE part each; the first stratifies splits
+    plugins: list[str] = field(default_factory=list)   # modules imported first: their registered parts are usable
     data: DataConfig = field(default_factory=DataConfig)
     text_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="minilm", trainable=True,
                                                                               precision="auto"))
     image_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="efficientnet-lite0"))
-    model: ModelConfig = field(default_factory=ModelConfig)
-    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    model: Any = field(default_factory=lambda: {"name": "conc"})   # a family's own Config (docs/models.md)
+    objectives: Any = field(default_factory=lambda: {"ce": {}})     # resolved to mmpost.objectives.spec.Objectives
     train: TrainConfig = field(default_factory=TrainConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
     out_dir: str = "runs"
@@ -165,15 +141,11 @@ class RunConfig:
     progress: bool = True
 
 
-class ConfigError(ValueError):
-    pass
-
-
 AUX_SETTINGS: dict[str, list[str]] = {      # the grid's auxiliary settings → run overrides
-    "base": ["objectives.itc=false", "objectives.itm=false"],
-    "itc": ["objectives.itc=true", "objectives.itm=false"],
-    "itm": ["objectives.itc=false", "objectives.itm=true"],
-    "itc+itm": ["objectives.itc=true", "objectives.itm=true"],
+    "base": ["objectives.itc.enabled=false", "objectives.itm.enabled=false"],
+    "itc": ["objectives.itc.enabled=true", "objectives.itm.enabled=false"],
+    "itm": ["objectives.itc.enabled=false", "objectives.itm.enabled=true"],
+    "itc+itm": ["objectives.itc.enabled=true", "objectives.itm.enabled=true"],
 }
 
 
@@ -197,29 +169,79 @@ class GridConfig:
     out_dir: str = "runs/grid"
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: RunConfig | None = None) -> RunConfig:
-    schema = OmegaConf.structured(base or RunConfig())
-    parts = [schema]
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                family: str | None = None) -> RunConfig:
+    """The run config: the defaults, then the recipe at ``path``, then ``key=value`` overrides, each later one
+    winning. The ``model`` and ``objectives`` sections are checked against the chosen family's and losses' own
+    ``Config`` (an unknown key names the valid ones); ``plugins`` are imported first.
+
+    ``family``: run the recipe with another model family (the grid does): the recipe's model keys that this family
+    also has are kept, the others are left out (and logged)."""
+    parts: list[tuple[str, Any]] = [("defaults", OmegaConf.structured(RunConfig()))]
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file not found: {p}")
-        if p.suffix.lower() not in (".yaml", ".yml"):
-            raise ConfigError(f"{p} is not a YAML recipe (.yaml/.yml); data files go in data.path")
-        parts.append(OmegaConf.load(p))
+        recipe = read_recipe(Path(path))
+        parts.append((str(path), sections.switch_family(recipe, family) if family else recipe))
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must be key=value, got: {' '.join(bad)}")
-        parts.append(OmegaConf.from_dotlist(list(overrides)))
+        parts.append(("overrides", OmegaConf.from_dotlist(list(overrides))))
+    for where, part in parts[1:]:
+        legacy.reject_old_keys(part, where)
     try:
-        merged = OmegaConf.merge(*parts)
+        merged = OmegaConf.merge(*(p for _, p in parts))
     except Exception as e:  # OmegaConf names the key and the expected type
         raise ConfigError(f"bad config{f' in {path}' if path else ''}: {e}") from None
-    cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    import_plugins(list(merged.plugins))
+    tasks = chosen_tasks([p for _, p in parts[1:]], RunConfig.task)
+    try:
+        cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except Exception as e:
+        raise ConfigError(f"bad config{f' in {path}' if path else ''}: {e}") from None
+    cfg.task, cfg.tasks = tasks[0], tasks
+    cfg.model = sections.model_config(cfg.model)
+    cfg.objectives = sections.objectives(cfg.objectives)
     check(cfg)
     return cfg
+
+
+def read_recipe(p: Path) -> Any:
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    if p.suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(f"{p} is not a YAML recipe (.yaml/.yml); data files go in data.path")
+    try:
+        recipe = OmegaConf.load(p)
+    except Exception as e:
+        raise ConfigError(f"{p} is not valid YAML: {e}") from None
+    return legacy.upgrade_saved_run(recipe, p)
+
+
+def chosen_tasks(parts: list[Any], default: str) -> list[str]:
+    """The run's tasks: whichever of ``task`` / ``tasks`` was set last (a dot-list ``tasks=[a,b]`` on a single-task
+    recipe, or ``task=c`` on a multi-task one, both do what they say)."""
+    chosen = [default]
+    for part in parts:
+        for key in part.keys() if OmegaConf.is_dict(part) else ():
+            if key == "task" and part.task is not None:
+                chosen = [str(part.task)]
+            elif key == "tasks" and part.tasks is not None:
+                chosen = [str(t) for t in part.tasks]
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ConfigError(f"tasks must be a non-empty list of distinct names, got {chosen}")
+    return chosen
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import each plugin module (its ``@register`` decorators add its parts to the registry)."""
+    for name in modules:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"plugins: cannot import {name!r} ({e}); it must be importable from the current "
+                              "folder or the Python path (PYTHONPATH)") from None
 
 
 def check(cfg: RunConfig) -> None:
@@ -234,24 +256,15 @@ def check(cfg: RunConfig) -> None:
                               f"({', '.join(registry.names('dataset'))}), got {cfg.data.source!r}")
     if cfg.data.source == "manifest" and not cfg.data.path:
         raise ConfigError("data.source=manifest needs data.path (a CSV or JSONL file)")
-    if cfg.model.contrast not in ("unimodal", "fused"):
-        raise ConfigError(f"model.contrast must be unimodal or fused, got {cfg.model.contrast!r}")
-    if cfg.objectives.itm_negatives not in ("random", "hard"):
-        raise ConfigError(f"objectives.itm_negatives must be random or hard, got {cfg.objectives.itm_negatives!r}")
     for side, enc in (("text_encoder", cfg.text_encoder), ("image_encoder", cfg.image_encoder)):
         if enc.precision not in (None, "auto", "fp32", "bf16"):
             raise ConfigError(f"{side}.precision must be auto, fp32 or bf16, got {enc.precision!r}")
-    if cfg.objectives.weighting not in ("additive", "convex"):
-        raise ConfigError(f"objectives.weighting must be additive or convex, got {cfg.objectives.weighting!r}")
     from mmpost.data.emoji import MULTI_POLICIES, SKIN_TONE_MODES, STRIP_MODES
     emo = cfg.data.emoticon
     for key, value, choices in (("multi", emo.multi, MULTI_POLICIES), ("strip", emo.strip, STRIP_MODES),
                                 ("skin_tones", emo.skin_tones, SKIN_TONE_MODES)):
         if value not in choices:
             raise ConfigError(f"data.emoticon.{key} must be one of {', '.join(choices)}, got {value!r}")
-    if cfg.model.fusion not in ("attention", "concat") or cfg.model.modalities not in ("both", "text", "image"):
-        raise ConfigError(f"model.fusion must be attention or concat and model.modalities both, text or image; got "
-                          f"{cfg.model.fusion!r} and {cfg.model.modalities!r}")
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfig:
@@ -279,7 +292,17 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfi
 
 
 def to_yaml(cfg: RunConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The resolved config as a recipe: loading it again gives the same config."""
+    return OmegaConf.to_yaml(OmegaConf.create(to_container(cfg)))
+
+
+def to_container(cfg: RunConfig) -> dict[str, Any]:
+    out = dataclasses.asdict(dataclasses.replace(cfg, model={}, objectives={}))
+    out["model"] = dataclasses.asdict(cfg.model)
+    out["objectives"] = cfg.objectives.to_section()
+    if len(cfg.tasks or []) <= 1:
+        out["tasks"] = None
+    return out
 
 
 def data_root(cfg: DataConfig) -> Path | None:

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 
 from torch import nn
 
 from mmpost import registry
-from mmpost.config import EncoderConfig, ModelConfig, ObjectivesConfig
+from mmpost.config import EncoderConfig
 from mmpost.encoders.base import ImageTower, TextTower, set_trainable
-from mmpost.objectives.ce import balanced_class_weights
+from mmpost.objectives.base import LossContext, TaskInfo
 from mmpost.objectives.combined import Objective
+from mmpost.objectives.spec import Objectives
 
 
 def build_tower(cfg: EncoderConfig) -> nn.Module:
@@ -19,22 +21,17 @@ def build_tower(cfg: EncoderConfig) -> nn.Module:
     return tower
 
 
-def build_model(cfg: ModelConfig, text_tower: TextTower, image_tower: ImageTower, num_classes: int) -> nn.Module:
+def build_model(cfg, text_tower: TextTower, image_tower: ImageTower, num_classes: int | Mapping[str, int]) -> nn.Module:
+    """``cfg``: the family's own Config (``cfg.model`` of a loaded run config). ``num_classes``: one task's class
+    count, or {task: class count} for several tasks."""
     cls = registry.get("model", cfg.name)
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    model_cfg = cls.Config(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in known})
-    return cls(text_tower, image_tower, num_classes, model_cfg)
+    return cls(text_tower, image_tower, num_classes, cfg)
 
 
-def build_objective(cfg: ObjectivesConfig, train_label_ids, num_classes: int) -> Objective:
-    weights = balanced_class_weights(train_label_ids, num_classes) if cfg.class_weights == "balanced" else None
-    return Objective(itc=cfg.itc, itm=cfg.itm, weighting=cfg.weighting,
-                     weights={"lambda_ce": cfg.lambda_ce, "lambda_itc": cfg.lambda_itc, "lambda_itm": cfg.lambda_itm,
-                              "beta_itc": cfg.beta_itc, "beta_itm": cfg.beta_itm},
-                     class_weights=weights, temperature=cfg.temperature, mask_duplicates=cfg.mask_duplicates,
-                     itm_negatives=cfg.itm_negatives)
+def build_objective(cfg: Objectives, tasks: Sequence[TaskInfo]) -> Objective:
+    """The enabled losses of the ``objectives`` section, built for the run's tasks."""
+    return Objective.from_configs(cfg.enabled(), LossContext(tasks=list(tasks)), cfg.weighting)
 
 
-def aux_name(cfg: ObjectivesConfig) -> str:
-    parts = [n for n, on in (("itc", cfg.itc), ("itm", cfg.itm)) if on]
-    return "+".join(parts) if parts else "base"
+def aux_name(cfg: Objectives) -> str:
+    return cfg.aux_name()

@@ -6,10 +6,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mmpost import registry
 from mmpost.apps.build import build_tower
 from mmpost.apps.prepare import prepare
 from mmpost.apps.train import RunResult, train
 from mmpost.config import RunConfig, load_config
+from mmpost.objectives.spec import Objectives
 
 ALL_TASKS = ("sentiment", "sarcasm", "text_represented", "image_adds", "relation")
 
@@ -30,6 +32,14 @@ def demo_config(quick: bool, out_dir: str, overrides: list[str] | None = None) -
     return load_config(None, base + list(overrides or []))
 
 
+def with_aux(objectives: Objectives, on: bool) -> Objectives:
+    """The objectives with ITC and ITM both on (their default options) or both off."""
+    losses = {k: v for k, v in objectives.losses.items() if k not in ("itc", "itm")}
+    if on:
+        losses.update(itc=registry.get("objective", "itc").Config(), itm=registry.get("objective", "itm").Config())
+    return replace(objectives, losses=losses)
+
+
 def run_demo(*, quick: bool = True, tasks: tuple[str, ...] = ALL_TASKS, out_dir: str = "runs/demo",
              overrides: list[str] | None = None, on_row=None) -> list[DemoRow]:
     cfg = demo_config(quick, out_dir, overrides)
@@ -39,8 +49,8 @@ def run_demo(*, quick: bool = True, tasks: tuple[str, ...] = ALL_TASKS, out_dir:
     for task in tasks:
         data = prepare(cfg.data, task, progress=cfg.progress)
         for setting, itc in (("base", False), ("+ITC+ITM", True)):
-            run_cfg = replace(cfg, task=task, name=f"{stamp}/{task}-{'base' if not itc else 'itc+itm'}",
-                              objectives=replace(cfg.objectives, itc=itc, itm=itc))
+            run_cfg = replace(cfg, task=task, tasks=[task], name=f"{stamp}/{task}-{'base' if not itc else 'itc+itm'}",
+                              objectives=with_aux(cfg.objectives, itc))
             if not quick:   # fine-tuning changes the text tower: start each run from the packaged weights
                 towers = (build_tower(cfg.text_encoder), towers[1])
             row = DemoRow(task, setting, train(run_cfg, data=data, towers=towers))

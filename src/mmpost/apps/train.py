@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from mmpost.apps.build import aux_name, build_model, build_objective, build_tower
+from mmpost.apps.build import build_model, build_objective, build_tower
 from mmpost.apps.datasets import build_datasets
 from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.atomic import atomic_write_json, atomic_write_text
@@ -26,6 +26,7 @@ from mmpost.evaluation.metrics import classification_metrics, confusion, majorit
 from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.report import write_metrics, write_report
 from mmpost.evaluation.uncertainty import weighted_f1_ci
+from mmpost.objectives.base import TaskInfo
 
 log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
@@ -41,7 +42,7 @@ class RunResult:
 
 
 def run_name(cfg: RunConfig) -> str:
-    return cfg.name or f"{cfg.task}-{cfg.model.name}-{aux_name(cfg.objectives)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return cfg.name or f"{cfg.task}-{cfg.model.name}-{cfg.objectives.aux_name()}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def saved_state(module: torch.nn.Module, cfg: RunConfig, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -50,6 +51,11 @@ def saved_state(module: torch.nn.Module, cfg: RunConfig, prefix: str = "") -> di
     skip = [f"{prefix}{name}" for name, enc in (("text_tower.", cfg.text_encoder), ("image_tower.", cfg.image_encoder))
             if not enc.trainable]
     return {k: v for k, v in module.state_dict().items() if not any(k.startswith(s) for s in skip)}
+
+
+def task_infos(data: PreparedData, datasets: dict[str, PostDataset]) -> list[TaskInfo]:
+    """The run's tasks with their training labels, as the losses are built from them."""
+    return [TaskInfo(data.task, list(data.labels), datasets["train"].labels.numpy())]
 
 
 def make_datasets(data: PreparedData, cfg: RunConfig, text_tower, image_tower) -> dict[str, PostDataset]:
@@ -124,7 +130,7 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
     n_classes = len(data.labels)
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, text_tower, image_tower, n_classes)
-    objective = build_objective(cfg.objectives, datasets["train"].labels.tolist(), n_classes)
+    objective = build_objective(cfg.objectives, task_infos(data, datasets))
     step = TrainStep(model, objective)
     optimizer = build_optimizer(step, (text_tower, image_tower), cfg)
     t = cfg.train
@@ -209,7 +215,7 @@ def evaluate_and_report(run_dir: Path, cfg: RunConfig, data: PreparedData, datas
         f"text encoder `{cfg.text_encoder.name}` ({'fine-tuned' if cfg.text_encoder.trainable else 'frozen'}), "
         f"image encoder `{cfg.image_encoder.name}` ({'fine-tuned' if cfg.image_encoder.trainable else 'frozen'})",
     ]
-    write_report(run_dir, title=f"{cfg.model.name} · {aux_name(cfg.objectives)} · {data.task}", task=data.task,
+    write_report(run_dir, title=f"{cfg.model.name} · {cfg.objectives.aux_name()} · {data.task}", task=data.task,
                  labels=data.labels, split_metrics={k: v[data.task] for k, v in metrics.items()}, baseline=baseline,
                  per_class_rows=per, confusions=conf, notes=notes, history=result.history)
     return metrics, baseline

@@ -176,36 +176,54 @@ def train_epoch(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimize
     return row
 
 
+@dataclass
+class Predictions:
+    """Per task, in loader order: probabilities [N, C] (softmax, or independent sigmoids for a multi-label task)
+    and gold labels ([N] class ids, or [N, C] 0/1 for a multi-label task; -1 where a post has none)."""
+    probs: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    losses: dict[str, float] = field(default_factory=dict)   # mean losses over the labelled batches (with_loss)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.probs)
+
+
 @torch.no_grad()
-def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
-            progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Class probabilities [N, C] and label ids [N] in loader order; mean losses when ``with_loss``."""
+def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False, multi_label: tuple[str, ...] = (),
+            progress: bool = False, desc: str = "predict") -> Predictions:
+    """Every task's probabilities and labels over ``loader``; mean losses when ``with_loss``. ``multi_label``: the
+    tasks whose scores are independent sigmoids."""
     step.eval()
     generator = torch.Generator().manual_seed(EVAL_SEED)
-    probs, labels = [], []
+    probs: dict[str, list[np.ndarray]] = defaultdict(list)
+    labels: dict[str, list[np.ndarray]] = defaultdict(list)
     sums: dict[str, float] = defaultdict(float)
     n = 0
     for batch in progress_bar(loader, enabled=progress, desc=desc, unit="batch"):
         batch = batch.to(fabric.device)
         output, losses = step(batch, generator, with_loss=with_loss and bool((batch.labels >= 0).all()))
-        probs.append(output.logits.float().softmax(-1).cpu().numpy())
-        labels.append(batch.labels.cpu().numpy())
+        for task, logits in output.task_logits.items():
+            scores = logits.float().sigmoid() if task in multi_label else logits.float().softmax(-1)
+            probs[task].append(scores.cpu().numpy())
+            labels[task].append(batch.task_labels[task].cpu().numpy())
         if losses is not None:
             for name, value in losses.as_floats().items():
                 sums[name] += value * len(batch)
             n += len(batch)
-    losses_mean = {k: v / n for k, v in sums.items()} if n else {}
-    return np.concatenate(probs), np.concatenate(labels), losses_mean
+    return Predictions(probs={t: np.concatenate(v) for t, v in probs.items()},
+                       labels={t: np.concatenate(v) for t, v in labels.items()},
+                       losses={k: v / n for k, v in sums.items()} if n else {})
 
 
 def fit(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, train_loader, dev_loader, *,
-        cfg: TrainConfig, score: Callable[[np.ndarray, np.ndarray], float], frozen: list[nn.Module],
+        cfg: TrainConfig, score: Callable[[Predictions], float], frozen: list[nn.Module],
         generator: torch.Generator, state: FitState | None = None,
         on_epoch_end: Callable[[FitState, bool], None] | None = None, progress: bool = True,
         on_step: Callable[[FitState], None] | None = None, checkpoint_every: int = 0,
-        rng_state: torch.Tensor | None = None) -> FitState:
+        rng_state: torch.Tensor | None = None, multi_label: tuple[str, ...] = ()) -> FitState:
     """Train from ``state.epoch + 1`` up to ``cfg.epochs``; stop after ``cfg.patience`` epochs without a better
-    dev score. ``on_epoch_end(state, improved)`` runs after every epoch (the app saves checkpoints there);
+    dev score (``score(dev predictions)``: the mean dev weighted F1 over tasks). ``on_epoch_end(state, improved)`` runs after every epoch (the app saves checkpoints there);
     ``on_step(state)`` every ``checkpoint_every`` batches within one, and before a stop on SIGINT / SIGTERM, which
     then raises :class:`TrainingInterrupted`. ``rng_state``: see :func:`train_epoch` (resuming within an epoch)."""
     state = state or FitState()
@@ -222,9 +240,9 @@ def fit(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, train
                                    state=state, rng_state=rng_state, on_step=on_step, checkpoint_every=checkpoint_every,
                                    stop=stop, parallel=parallel))
             state.batches_done, state.epoch_seen, state.epoch_sums = 0, 0, {}
-            probs, labels, dev_losses = predict(fabric, step, dev_loader, with_loss=True)
-            dev_score = score(labels, probs.argmax(1))
-            row.update({f"dev_{k}": v for k, v in dev_losses.items()})
+            dev = predict(fabric, step, dev_loader, with_loss=True, multi_label=multi_label)
+            dev_score = score(dev)
+            row.update({f"dev_{k}": v for k, v in dev.losses.items()})
             row["dev_weighted_f1"] = dev_score
             state.history.append(row)
             state.epoch = epoch

@@ -1,112 +1,136 @@
-"""The training objective: CE plus optional ITC and ITM, weighted additively or convexly.
+"""The training objective: the losses named in a recipe's ``objectives:`` section, built from the registry and
+weighted additively or convexly.
 
-additive: λ_ce·CE + λ_itc·ITC + λ_itm·ITM
-convex:   (1 − β_itc − β_itm)·CE + β_itc·ITC + β_itm·ITM    (the seed code's form, β = 0.1 each)
-Every component and the ITC temperature are reported so the engine can log them.
+additive: Σ weight_k · part_k                      (weight = λ)
+convex:   (1 − Σ β_aux) · CE + Σ β_aux · aux       (the seed code's form: each auxiliary loss's ``weight`` is its β)
 
-With a :class:`~mmpost.objectives.itc.Collective` (data-parallel training), every component is this rank's
-scaled share of the global batch's value — CE is normalised by the class weights summed over all ranks — so
-the mean over ranks of each reported value, and of the gradients, is what one process would get on the whole
-global batch.
+A loss returns named, unweighted parts; every part, the total (``loss``) and each loss's ``stats()`` (such as the
+ITC temperature) are reported, so the engine and log.csv pick them up without knowing which losses exist.
+
+With a :class:`~mmpost.objectives.collective.Collective` (data-parallel training), every part is this rank's
+scaled share of the global batch's value, so the mean over ranks of each reported value, and of the gradients, is
+what one process would get on the whole global batch.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mmpost import registry
 from mmpost.data.batch import Batch
-from mmpost.models.output import ItmPairs, ModelOutput
-from mmpost.objectives.ce import CELoss
-from mmpost.objectives.itc import Collective, ITCLoss, rank_share
-from mmpost.objectives.itm import ITMLoss
+from mmpost.models.output import ModelOutput
+from mmpost.objectives.base import Loss, LossConfig, LossContext, ModelRequest, RequestContext, TaskInfo
+from mmpost.objectives.collective import Collective
 
 WEIGHTINGS = ("additive", "convex")
+MAIN_LOSS = "ce"          # the loss the convex form gives 1 − Σβ
 
 
 @dataclass
 class LossBreakdown:
     total: Tensor
-    parts: dict[str, Tensor]        # unweighted components: ce, itc, itm
-    temperature: float | None = None
+    parts: dict[str, Tensor]        # unweighted parts, by name (ce, itc, itm, ce_<task>, a plugin's own ...)
+    stats: dict[str, float]         # other numbers to log (temperature)
+
+    @property
+    def temperature(self) -> float | None:
+        return self.stats.get("temperature")
 
     def as_floats(self) -> dict[str, float]:
         out = {"loss": float(self.total.detach())}
         out.update({k: float(v.detach()) for k, v in self.parts.items()})
-        if self.temperature is not None:
-            out["temperature"] = self.temperature
+        out.update(self.stats)
         return out
 
 
-def combine(parts: dict[str, Tensor], weighting: str, weights: dict[str, float]) -> Tensor:
-    """parts: {"ce": .., "itc": .., "itm": ..} (absent = off). weights: lambda_* (additive) or beta_* (convex)."""
+def loss_weights(weighting: str, configs: Mapping[str, LossConfig]) -> dict[str, float]:
+    """Each loss's multiplier: its ``weight`` (additive), or β for auxiliary losses and 1 − Σβ for CE (convex)."""
     if weighting == "additive":
-        return sum(weights.get(f"lambda_{k}", 1.0) * v for k, v in parts.items())
+        return {name: float(c.weight) for name, c in configs.items()}
     if weighting == "convex":
-        aux = {k: weights.get(f"beta_{k}", 0.1) for k in parts if k != "ce"}
+        aux = {name: float(c.weight) for name, c in configs.items() if name != MAIN_LOSS}
         if sum(aux.values()) >= 1.0:
-            raise ValueError(f"convex weighting needs β_itc + β_itm < 1, got {aux}")
-        return (1.0 - sum(aux.values())) * parts["ce"] + sum(aux[k] * parts[k] for k in aux)
-    raise ValueError(f"unknown weighting {weighting!r}; choose from {', '.join(WEIGHTINGS)}")
+            raise ValueError(f"objectives.weighting=convex needs the auxiliary weights (β) to sum below 1, got {aux}")
+        return {MAIN_LOSS: 1.0 - sum(aux.values()), **aux} if MAIN_LOSS in configs else aux
+    raise ValueError(f"objectives.weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+
+
+def loss_config(name: str, config: LossConfig | Mapping | None) -> LossConfig:
+    """A registered loss's config from a dataclass or a plain mapping of its options (None: its defaults)."""
+    if config is None or isinstance(config, Mapping):
+        return registry.get("objective", name).Config(**dict(config or {}))
+    return config
+
+
+def single_task(num_classes: int, train_labels: Sequence[int] = ()) -> LossContext:
+    """The context of a one-task run with classes 0..num_classes-1 (tests, benchmarks, notebooks)."""
+    labels = np.asarray(list(train_labels), dtype=np.int64)
+    return LossContext(tasks=[TaskInfo("task", [str(c) for c in range(num_classes)], labels)])
 
 
 class Objective(nn.Module):
-    def __init__(self, *, itc: bool = False, itm: bool = False, weighting: str = "additive",
-                 weights: dict[str, float] | None = None, class_weights: Tensor | None = None,
-                 temperature: float = 0.07, mask_duplicates: bool = True, itm_negatives: str = "random") -> None:
+    """The enabled losses of a run, in the recipe's order; each is a submodule named after its registry name."""
+
+    def __init__(self, losses: Mapping[str, Loss], weighting: str = "additive") -> None:
         super().__init__()
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown weighting {weighting!r}; choose from {', '.join(WEIGHTINGS)}")
+        if not losses:
+            raise ValueError("no objective is enabled: the objectives section needs at least one loss")
         self.weighting = weighting
-        self.weights = dict(weights or {})
-        self.ce = CELoss(class_weights)
-        self.itc = ITCLoss(temperature, mask_duplicates) if itc else None
-        self.itm = ITMLoss(itm_negatives) if itm else None
+        self.names = list(losses)
+        for name, loss in losses.items():
+            self.add_module(name, loss)
+        self.weights = loss_weights(weighting, {n: loss.config for n, loss in losses.items()})
 
-    def model_kwargs(self, batch: Batch, generator: torch.Generator | None = None) -> dict:
-        """What the model must compute for this objective (ITM pairs when ITM is on)."""
-        if self.itm is None:
-            return {}
-        itm = self.itm
-        scale = self.itm_scale()
+    @classmethod
+    def from_configs(cls, configs: Mapping[str, LossConfig | Mapping | None], context: LossContext,
+                     weighting: str = "additive") -> "Objective":
+        """The enabled ones of ``configs`` (name → config or options), built from the registry."""
+        resolved = {name: loss_config(name, c) for name, c in configs.items()}
+        return cls({name: registry.get("objective", name)(c, context) for name, c in resolved.items() if c.enabled},
+                   weighting)
 
-        def sampler(text_embeds: Tensor, image_embeds: Tensor) -> ItmPairs:
-            return itm.make_pairs(batch.has_image, text_embeds, image_embeds, text_ids=batch.text_ids,
-                                  image_ids=batch.image_ids, scale=scale, generator=generator)
+    def losses(self) -> list[tuple[str, Loss]]:
+        return [(name, getattr(self, name)) for name in self.names]
 
-        return {"itm": sampler}
+    def get(self, name: str) -> Loss | None:
+        return getattr(self, name) if name in self.names else None
 
-    def itm_scale(self) -> float:
-        """The ITC logit scale that hard ITM negatives are drawn with (1/0.07 when ITC is off)."""
-        return 1.0 / self.itc.temperature if self.itc is not None else 1.0 / 0.07
+    def similarity_scale(self) -> float:
+        """The image-text logit scale a loss may draw with: the first loss that learns one (ITC), else 1/0.07."""
+        for _, loss in self.losses():
+            if hasattr(loss, "similarity_scale"):
+                return float(loss.similarity_scale)
+        return 1.0 / 0.07
+
+    def request(self, batch: Batch, context: RequestContext) -> ModelRequest:
+        """Every loss's request, merged; at most one may ask for extra posts."""
+        merged = ModelRequest()
+        for name, loss in self.losses():
+            req = loss.request(batch, context)
+            if req is None:
+                continue
+            clash = set(req.kwargs) & set(merged.kwargs)
+            if clash or (req.extra_rows is not None and merged.extra_rows is not None):
+                raise ValueError(f"objective {name!r} asks the model for {sorted(clash) or 'extra posts'}, "
+                                 "which another objective already asked for")
+            merged.kwargs.update(req.kwargs)
+            merged.extra_rows = req.extra_rows if req.extra_rows is not None else merged.extra_rows
+        return merged
 
     def forward(self, output: ModelOutput, batch: Batch, collective: Collective | None = None) -> LossBreakdown:
-        labelled = batch.labels >= 0
-        parts = {"ce": self._ce(_select(output, labelled), batch.labels[labelled], collective)}
-        if self.itc is not None:
-            parts["itc"] = self.itc(output, batch.text_ids, batch.image_ids, collective=collective)
-        if self.itm is not None:
-            parts["itm"] = self.itm(output, collective=collective)
-        total = combine(parts, self.weighting, self.weights)
-        return LossBreakdown(total, parts, self.itc.temperature if self.itc is not None else None)
-
-    def _ce(self, output: ModelOutput, labels: Tensor, collective: Collective | None) -> Tensor:
-        """CE is a weighted mean (Σ w·loss / Σ w): across ranks, each rank's mean is scaled by its share of the
-        global Σ w, so the mean over ranks is the weighted mean over the global batch."""
-        if collective is None:
-            return self.ce(output, labels)
-        weights = self.ce.class_weights
-        w = weights[labels] if weights is not None else torch.ones_like(labels, dtype=torch.float)
-        w_local = w.sum()
-        w_global = float(collective.total(w_local.float()))
-        if float(w_local) == 0.0 or w_global == 0.0:
-            return output.logits.sum() * 0.0      # no (weighted) labelled rows here; stays in the graph
-        return rank_share(self.ce(output, labels), float(w_local), w_global, collective.world_size)
-
-
-def _select(output: ModelOutput, rows: Tensor) -> ModelOutput:
-    if bool(rows.all()):
-        return output
-    return ModelOutput(output.logits[rows], output.text_embeds[rows], output.image_embeds[rows],
-                       output.fused[rows], output.has_image[rows])
+        parts: dict[str, Tensor] = {}
+        stats: dict[str, float] = {}
+        total: Tensor | float = 0.0
+        for name, loss in self.losses():
+            found = loss(output, batch, collective)
+            for part, factor in loss.part_weights(list(found)).items():
+                total = total + (self.weights[name] * factor) * found[part]
+            parts.update(found)
+            stats.update(loss.stats())
+        if not isinstance(total, Tensor):
+            total = torch.zeros((), device=output.logits.device)
+        return LossBreakdown(total, parts, stats)

@@ -15,40 +15,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmpost.data.batch import Batch
 from mmpost.models.output import ModelOutput
+from mmpost.objectives.base import Loss, LossConfig
+from mmpost.objectives.collective import Collective, rank_share
 from mmpost.registry import register
 
 Gather = Callable[[Tensor], tuple[Tensor, int]]
 LOG_SCALE_MAX = math.log(100.0)
-
-
-class Collective(Protocol):
-    """How an objective reaches the other processes of a data-parallel run. The engine supplies one (one process:
-    None), so losses never import the engine. Rows are concatenated in rank order: the gathered batch is the
-    global batch in the order a single process would see it."""
-
-    world_size: int
-
-    def gather(self, x: Tensor) -> tuple[Tensor, int]:
-        """Every rank's rows of ``x`` [n_rank, ...] (sizes may differ) and where this rank's rows start.
-        Gradients flow back to the rank that owns each row."""
-        ...
-
-    def total(self, x: Tensor) -> Tensor:
-        """``x`` summed over ranks, without gradient (counts and normalisers)."""
-        ...
-
-
-def rank_share(local_mean: Tensor, n_local: float, n_global: float, world_size: int) -> Tensor:
-    """Scale a rank's mean over its ``n_local`` items so that the mean over ranks equals the mean over all
-    ``n_global`` items; DDP averages gradients, so it then gets the full-batch gradient too."""
-    return local_mean * (world_size * n_local / n_global)
 
 
 def duplicate_mask(ids_rows: Tensor | None, ids_cols: Tensor | None, offset: int) -> Tensor | None:
@@ -93,21 +73,42 @@ def itc_loss(text_embeds: Tensor, image_embeds: Tensor, log_scale: Tensor, *,
 
 
 @register("objective", "itc")
-class ITCLoss(nn.Module):
-    """Holds the learnable temperature; reads ``text_embeds``/``image_embeds`` from the model output."""
+class ITCLoss(Loss):
+    """Holds the learnable temperature; reads ``text_embeds``/``image_embeds`` from the model output.
+    One part, ``itc``; logs ``temperature``."""
 
-    def __init__(self, temperature: float = 0.07, mask_duplicates: bool = True, gather: Gather | None = None):
-        super().__init__()
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-        self.mask_duplicates = mask_duplicates
+    @dataclass
+    class Config(LossConfig):
+        temperature: float = 0.07          # initial τ (the logit scale starts at 1/τ, learned, clamped to [1, 100])
+        mask_duplicates: bool = True       # posts sharing a text or an image are not negatives for each other
+
+        def __post_init__(self) -> None:
+            if not self.temperature > 0:
+                raise ValueError(f"objectives.itc.temperature must be > 0, got {self.temperature}")
+
+    def __init__(self, config: "ITCLoss.Config | None" = None, context=None, *, gather: Gather | None = None):
+        super().__init__(config, context)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.config.temperature)))
+        self.mask_duplicates = self.config.mask_duplicates
         self.gather = gather
 
     @property
     def temperature(self) -> float:
         return float(1.0 / self.log_scale.detach().clamp(0.0, LOG_SCALE_MAX).exp())
 
-    def forward(self, output: ModelOutput, text_ids: Tensor | None = None,
-                image_ids: Tensor | None = None, collective: Collective | None = None) -> Tensor:
+    @property
+    def similarity_scale(self) -> float:
+        """The current logit scale 1/τ (other losses draw from the same similarity: hard ITM negatives)."""
+        return 1.0 / self.temperature
+
+    def stats(self) -> dict[str, float]:
+        return {"temperature": self.temperature}
+
+    def forward(self, output: ModelOutput, batch: Batch, collective: Collective | None = None) -> dict[str, Tensor]:
+        return {"itc": self.contrast(output, batch.text_ids, batch.image_ids, collective)}
+
+    def contrast(self, output: ModelOutput, text_ids: Tensor | None = None, image_ids: Tensor | None = None,
+                 collective: Collective | None = None) -> Tensor:
         """The loss over this batch; with ``collective``, this rank's scaled share of the global batch's loss."""
         keep = output.has_image
         sel = lambda x: None if (x is None or not self.mask_duplicates) else x[keep]  # noqa: E731

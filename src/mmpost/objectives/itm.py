@@ -18,12 +18,16 @@ needed. The loss is then each rank's scaled share, as for ITC.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmpost.data.batch import Batch
 from mmpost.models.output import ItmPairs, ModelOutput
-from mmpost.objectives.itc import Collective, rank_share
+from mmpost.objectives.base import Loss, LossConfig, ModelRequest, RequestContext
+from mmpost.objectives.collective import Collective, rank_share
 from mmpost.registry import register
 
 STRATEGIES = ("random", "hard")
@@ -103,13 +107,25 @@ def itm_loss(itm_logits: Tensor, itm_labels: Tensor) -> Tensor:
 
 
 @register("objective", "itm")
-class ITMLoss(nn.Module):
-    def __init__(self, negatives: str = "random", p_negative: float = 0.5) -> None:
-        super().__init__()
-        if negatives not in STRATEGIES:
-            raise ValueError(f"unknown ITM negative strategy {negatives!r}; choose from {', '.join(STRATEGIES)}")
-        self.negatives = negatives
-        self.p_negative = p_negative
+class ITMLoss(Loss):
+    """One part, ``itm``. Asks the model (:meth:`request`) to score the pairs it draws."""
+
+    @dataclass
+    class Config(LossConfig):
+        negatives: str = "random"          # random (the seed paper's) | hard (from the image-text similarity)
+        p_negative: float = 0.5            # random: the chance that a post's text is swapped for another's
+
+        def __post_init__(self) -> None:
+            if self.negatives not in STRATEGIES:
+                raise ValueError(f"objectives.itm.negatives must be one of {', '.join(STRATEGIES)}, "
+                                 f"got {self.negatives!r}")
+            if not 0.0 <= self.p_negative <= 1.0:
+                raise ValueError(f"objectives.itm.p_negative must be in [0, 1], got {self.p_negative}")
+
+    def __init__(self, config: "ITMLoss.Config | None" = None, context=None) -> None:
+        super().__init__(config, context)
+        self.negatives = self.config.negatives
+        self.p_negative = self.config.p_negative
 
     def make_pairs(self, has_image: Tensor, text_embeds: Tensor, image_embeds: Tensor, *,
                    text_ids: Tensor | None = None, image_ids: Tensor | None = None, scale: float = 1 / 0.07,
@@ -119,13 +135,56 @@ class ITMLoss(nn.Module):
                               scale=scale, generator=generator)
         return random_pairs(has_image, text_ids, p_negative=self.p_negative, generator=generator)
 
-    def forward(self, output: ModelOutput, collective: Collective | None = None) -> Tensor:
+    def request(self, batch: Batch, context: RequestContext) -> ModelRequest:
+        """One process: a sampler the model calls once it has the batch's embeddings. Several: the pairs of the
+        global batch drawn here, and the partner posts other ranks hold (:func:`global_request`)."""
+        if context.collective is not None:
+            return global_request(self, batch, context)
+
+        def sampler(text_embeds: Tensor, image_embeds: Tensor) -> ItmPairs:
+            return self.make_pairs(batch.has_image, text_embeds, image_embeds, text_ids=batch.text_ids,
+                                   image_ids=batch.image_ids, scale=context.similarity_scale,
+                                   generator=context.generator)
+
+        return ModelRequest(kwargs={"itm": sampler})
+
+    def forward(self, output: ModelOutput, batch: Batch | None = None,
+                collective: Collective | None = None) -> dict[str, Tensor]:
         """Mean over the scored pairs; with ``collective``, this rank's scaled share of the global mean."""
         if output.itm_logits is None or output.itm_labels is None:
             raise ValueError("ITM is on but the model output has no itm_logits: pass itm= to the model")
         loss = itm_loss(output.itm_logits, output.itm_labels)
         if collective is None:
-            return loss
+            return {"itm": loss}
         n_local = output.itm_labels.numel()
         n_global = float(collective.total(torch.tensor(float(n_local), device=output.itm_logits.device)))
-        return rank_share(loss, n_local, n_global, collective.world_size) if n_global else loss
+        return {"itm": rank_share(loss, n_local, n_global, collective.world_size) if n_global else loss}
+
+
+def global_request(itm: ITMLoss, batch: Batch, context: RequestContext) -> ModelRequest:
+    """Data-parallel ITM: draw the pairs of the global batch as one process would (every rank gathers the ids
+    and, for hard negatives, the embeddings of a no-gradient eval pass, and makes the same draw with the shared
+    generator), keep the pairs whose image is one of this rank's posts, and ask for the partner posts that other
+    ranks hold. The model sees this rank's posts first, then the partners; pair indices point into that order."""
+    collective = context.collective
+    index_all, start = collective.gather(batch.index)
+    has_image_all = collective.gather(batch.has_image)[0]
+    text_ids_all = collective.gather(batch.text_ids)[0]
+    image_ids_all = collective.gather(batch.image_ids)[0]
+    t_all = v_all = has_image_all.new_zeros((len(has_image_all), 0), dtype=torch.float)
+    if itm.negatives == "hard":
+        t, v = context.embeddings()
+        t_all, v_all = collective.gather(t)[0], collective.gather(v)[0]
+    drawn = itm.make_pairs(has_image_all, t_all, v_all, text_ids=text_ids_all, image_ids=image_ids_all,
+                           scale=context.similarity_scale, generator=context.generator)
+    n = len(batch)
+    mine = pairs_of_rank(drawn, start, start + n)
+    needed = torch.cat([mine.text_index, mine.image_index]).unique()
+    partners = needed[(needed < start) | (needed >= start + n)]
+    # global position → row of the batch the model sees: this rank's posts first, then the partners
+    position = torch.full((len(index_all),), -1, dtype=torch.long, device=index_all.device)
+    position[start:start + n] = torch.arange(n, device=index_all.device)
+    position[partners] = n + torch.arange(len(partners), device=index_all.device)
+    pairs = ItmPairs(text_index=position[mine.text_index], image_index=position[mine.image_index],
+                     labels=mine.labels)
+    return ModelRequest(kwargs={"itm": pairs}, extra_rows=index_all[partners] if len(partners) else None)
