@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mmpost.data.batch import Batch
@@ -110,3 +111,57 @@ def test_att_full_query_attention_equals_first_token_query():
     full, _ = model.attention(tokens, img, img, need_weights=False)
     first, _ = model.attention(tokens[:, :1], img, img, need_weights=False)
     assert torch.allclose(full[:, 0], first[:, 0], atol=1e-6)
+
+
+# ---- each family owns its config ------------------------------------------------------------------------------
+FAMILIES = ("conc", "att", "mmbt", "vilt", "lxmert", "emoticon")
+# what every run got before the families owned their configs (the flat run config passed these to each family)
+RUN_DEFAULTS = {"hidden": 512, "proj_dim": 512, "dropout": 0.05, "heads": 8, "contrast": "unimodal", "path": None,
+                "layers": 2, "max_text_tokens": None, "region_features": None, "fusion": "attention",
+                "modalities": "both"}
+
+
+def _config_cls(family: str):
+    import mmpost  # noqa: F401  (registers every family)
+    from mmpost import registry
+    return registry.get("model", family).Config
+
+
+def test_every_family_config_is_a_family_config_with_the_run_defaults():
+    import dataclasses
+
+    from mmpost.models.base import FamilyConfig
+    for family in FAMILIES:
+        cls = _config_cls(family)
+        assert issubclass(cls, FamilyConfig), family
+        cfg = cls(name=family)
+        assert cfg.name == family
+        for key, value in dataclasses.asdict(cfg).items():
+            if key != "name":
+                assert value == RUN_DEFAULTS[key], (family, key, value)
+
+
+BAD_VALUES = [
+    ("mmbt", "contrast", "x", "model.contrast must be one of unimodal, fused, got 'x'"),
+    ("vilt", "contrast", "x", "model.contrast must be one of unimodal, fused"),
+    ("lxmert", "contrast", "x", "model.contrast must be one of unimodal, fused"),
+    ("emoticon", "fusion", "sum", "model.fusion must be one of attention, concat, got 'sum'"),
+    ("emoticon", "modalities", "audio", "model.modalities must be one of both, text, image"),
+    ("vilt", "max_text_tokens", 1, "model.max_text_tokens must be an integer of at least 2"),
+    ("lxmert", "layers", 0, "model.layers must be an integer of at least 1"),
+    ("emoticon", "layers", 0, "model.layers must be an integer of at least 1"),
+    ("att", "heads", 0, "model.heads must be an integer of at least 1"),
+    ("conc", "hidden", 0, "model.hidden must be an integer of at least 1"),
+    ("conc", "proj_dim", -3, "model.proj_dim must be an integer of at least 1"),
+    ("att", "dropout", 1.5, r"model.dropout must be a number in \[0, 1\)"),
+]
+
+
+@pytest.mark.parametrize("family,key,value,message", BAD_VALUES)
+def test_a_bad_config_value_is_a_clear_error_naming_the_key(family, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        _config_cls(family)(**{key: value})
+
+
+def test_lxmert_layers_are_not_checked_on_the_pretrained_path():
+    assert _config_cls("lxmert")(path="some/lxmert", layers=0).layers == 0

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.checks import check_at_least, check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -25,10 +26,14 @@ class BerViTAtt(MultimodalModel):
     image_input = "tokens"
 
     @dataclass
-    class Config:
+    class Config(FamilyConfig):
         proj_dim: int = 512      # ITC projection size
-        dropout: float = 0.05
-        heads: int = 8           # must divide the text width
+        dropout: float = 0.05    # in the cross-attention and after the fusion's ReLU
+        heads: int = 8           # cross-attention heads (the largest divisor of the text width not above it)
+
+        def __post_init__(self) -> None:
+            check_widths(self)
+            check_at_least("heads", self.heads, 1)
 
     def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
                  config: "BerViTAtt.Config | None" = None) -> None:

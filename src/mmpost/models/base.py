@@ -2,11 +2,21 @@
 features either from the towers or from the cache."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower, TowerOutput
+
+
+@dataclass
+class FamilyConfig:
+    """What every family's nested ``Config`` starts from. A config loader builds
+    ``FamilyClass.Config(name=..., **user_keys)``; each family checks its own values in ``__post_init__``."""
+
+    name: str = ""               # the family's registered name (conc, att, mmbt, vilt, lxmert, emoticon)
 
 
 class MultimodalModel(nn.Module):

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.checks import check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -22,10 +23,13 @@ from mmpost.registry import register
 @register("model", "conc")
 class BerViTConc(MultimodalModel):
     @dataclass
-    class Config:
-        hidden: int = 512        # fused vector size
-        proj_dim: int = 512      # ITC projection size
-        dropout: float = 0.05
+    class Config(FamilyConfig):
+        hidden: int = 512        # fused vector size H (the classifier's input)
+        proj_dim: int = 512      # ITC projection size E (each side's projected vector, the fusion's input)
+        dropout: float = 0.05    # after the fusion's ReLU
+
+        def __post_init__(self) -> None:
+            check_widths(self, ("hidden", "proj_dim"))
 
     def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
                  config: "BerViTConc.Config | None" = None) -> None:

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.checks import check_at_least, check_choice, check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -75,22 +76,21 @@ class DualBranchEmoticon(MultimodalModel):
     image_input = "tokens"
 
     @dataclass
-    class Config:
+    class Config(FamilyConfig):
         hidden: int = 512            # branch width H (image transformer, fusion)
         proj_dim: int = 512          # the shared (ITC) space E
-        dropout: float = 0.05
-        heads: int = 8               # image transformer heads (must divide hidden, else 1)
+        dropout: float = 0.05        # text branch, image transformer, before the classifier
+        heads: int = 8               # image transformer heads (the largest divisor of hidden not above it)
         layers: int = 2              # image transformer layers
-        fusion: str = "attention"    # attention | concat
-        modalities: str = "both"     # both | text | image
+        fusion: str = "attention"    # attention (learned per-post modality weights) | concat (equal weights)
+        modalities: str = "both"     # both | text | image (one-branch baselines)
 
         def __post_init__(self) -> None:
-            if self.fusion not in FUSIONS:
-                raise ValueError(f"model.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-            if self.modalities not in MODALITIES:
-                raise ValueError(f"model.modalities must be one of {', '.join(MODALITIES)}, got {self.modalities!r}")
-            if self.layers < 1:
-                raise ValueError(f"model.layers must be at least 1, got {self.layers}")
+            check_widths(self, ("hidden", "proj_dim"))
+            check_at_least("heads", self.heads, 1)
+            check_at_least("layers", self.layers, 1)
+            check_choice("fusion", self.fusion, FUSIONS)
+            check_choice("modalities", self.modalities, MODALITIES)
 
     @classmethod
     def inputs(cls, config) -> tuple[str, str]:

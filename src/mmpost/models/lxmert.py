@@ -57,12 +57,12 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
 log = logging.getLogger(__name__)
-CONTRASTS = ("unimodal", "fused")
 
 
 @dataclass
@@ -132,13 +132,21 @@ class LxmertStyle(MultimodalModel):
     image_input = "tokens"
 
     @dataclass
-    class Config:
+    class Config(FamilyConfig):
         proj_dim: int = 512          # ITC projection size
         dropout: float = 0.05        # classifier input; offline: also inside the cross layers
-        heads: int = 8               # offline cross layers (falls back to a divisor of the text width)
-        layers: int = 2              # offline cross-modality layers
+        heads: int = 8               # offline cross layers (the largest divisor of the text width not above it)
+        layers: int = 2              # offline cross-modality layers (the pretrained path uses the checkpoint's)
         contrast: str = "unimodal"   # ITC vectors: before the cross layers | after them
         path: str | None = None      # an HF LxmertModel name or folder: the pretrained path
+        region_features: str | None = None   # pretrained path: folder of <image stem>.safetensors/.npz/.npy
+
+        def __post_init__(self) -> None:
+            check_widths(self)
+            check_choice("contrast", self.contrast, CONTRASTS)
+            check_at_least("heads", self.heads, 1)
+            if not self.path:     # offline, the cross layers are the only place text meets image
+                check_at_least("layers", self.layers, 1)
 
     @classmethod
     def inputs(cls, config) -> tuple[str, str]:
@@ -149,8 +157,6 @@ class LxmertStyle(MultimodalModel):
                  config: "LxmertStyle.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
-        if cfg.contrast not in CONTRASTS:
-            raise ValueError(f"model.contrast must be one of {', '.join(CONTRASTS)}, got {cfg.contrast!r}")
         self.config = cfg
         self.lxmert = None
         if cfg.path:
@@ -169,9 +175,6 @@ class LxmertStyle(MultimodalModel):
     def _build_offline(self, cfg: "LxmertStyle.Config") -> None:
         from transformers import LxmertConfig
         from transformers.models.lxmert.modeling_lxmert import LxmertXLayer
-        if cfg.layers < 1:
-            raise ValueError(f"model.layers must be at least 1 for lxmert (the cross layers are the only place "
-                             f"text meets image), got {cfg.layers}")
         d = self.width = self.text_tower.dim
         xcfg = LxmertConfig(hidden_size=d, num_attention_heads=pick_heads(d, cfg.heads), intermediate_size=4 * d,
                             hidden_act="gelu", hidden_dropout_prob=cfg.dropout,

@@ -44,11 +44,11 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.checks import CONTRASTS, check_choice, check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
-CONTRASTS = ("unimodal", "fused")
 
 
 def position_budget(model: nn.Module) -> int:
@@ -69,17 +69,19 @@ class MMBT(MultimodalModel):
     image_input = "tokens"
 
     @dataclass
-    class Config:
+    class Config(FamilyConfig):
         proj_dim: int = 512          # ITC projection size
         dropout: float = 0.05        # before the classifier
         contrast: str = "unimodal"   # ITC vectors: unimodal passes | the fused sequence's text / image positions
+
+        def __post_init__(self) -> None:
+            check_widths(self)
+            check_choice("contrast", self.contrast, CONTRASTS)
 
     def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
                  config: "MMBT.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
-        if cfg.contrast not in CONTRASTS:
-            raise ValueError(f"unknown contrast {cfg.contrast!r}; choose from {', '.join(CONTRASTS)}")
         model = getattr(text_tower, "model", None)
         if model is None or not hasattr(model, "get_input_embeddings"):
             raise TypeError(

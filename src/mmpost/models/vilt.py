@@ -71,13 +71,13 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
 log = logging.getLogger(__name__)
 
-CONTRASTS = ("unimodal", "fused")
 TEXT_TOKENS = 40            # the seed paper's text cap
 VILT_MEAN_STD = 0.5         # ViLT's pixel normalisation when its folder does not say
 
@@ -240,12 +240,18 @@ class ViltStyle(MultimodalModel):
     image_input = "tokens"       # "pixels" with model.path (see inputs)
 
     @dataclass
-    class Config:
+    class Config(FamilyConfig):
         proj_dim: int = 512                  # ITC projection size
         dropout: float = 0.05                # before the classifier and the ITM head
         contrast: str = "unimodal"           # ITC vectors: unimodal passes | the joint pass's text / image positions
         path: str | None = None              # an HF ViltModel (hub name or folder); unset: the text tower's model
-        max_text_tokens: int | None = TEXT_TOKENS
+        max_text_tokens: int | None = None   # text cap in tokens, [CLS] and [SEP] included (unset: 40, the seed's)
+
+        def __post_init__(self) -> None:
+            check_widths(self)
+            check_choice("contrast", self.contrast, CONTRASTS)
+            if self.max_text_tokens is not None:
+                check_at_least("max_text_tokens", self.max_text_tokens, 2)
 
     @classmethod
     def inputs(cls, config) -> tuple[str, str]:
@@ -255,11 +261,7 @@ class ViltStyle(MultimodalModel):
                  config: "ViltStyle.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
-        if cfg.contrast not in CONTRASTS:
-            raise ValueError(f"unknown contrast {cfg.contrast!r}; choose from {', '.join(CONTRASTS)}")
         cap = TEXT_TOKENS if cfg.max_text_tokens is None else int(cfg.max_text_tokens)
-        if cap < 2:
-            raise ValueError(f"model.max_text_tokens must be at least 2 ([CLS] and [SEP]), got {cap}")
         self.config = cfg
         self.stream: OfflineStream | HFViltStream = (
             HFViltStream(cfg.path, text_tower, image_tower, cap) if cfg.path
