@@ -52,7 +52,8 @@ def image_weight(run_dir: Path, cfg, data, towers) -> float | None:
     import torch
 
     from mmpost.apps.build import build_model
-    from mmpost.apps.train import WEIGHTS, loader, make_datasets
+    from mmpost.apps.train import WEIGHTS
+    from mmpost.apps.training_setup import loader, make_datasets
     from mmpost.engine.checkpoint import load_weights
 
     if cfg.model.name != "emoticon" or cfg.model.fusion != "attention" or cfg.model.modalities != "both":

@@ -47,7 +47,7 @@ def main() -> None:
 
     from mmpost.apps.build import build_model, build_objective
     from mmpost.objectives.combined import single_task
-    from mmpost.apps.train import build_optimizer, loader
+    from mmpost.apps.training_setup import build_optimizer, loader
     from mmpost.config import load_config
     from mmpost.data.batch import Batch
     from mmpost.data.dataset import PostDataset

@@ -223,7 +223,8 @@ def fit(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, train
         on_step: Callable[[FitState], None] | None = None, checkpoint_every: int = 0,
         rng_state: torch.Tensor | None = None, multi_label: tuple[str, ...] = ()) -> FitState:
     """Train from ``state.epoch + 1`` up to ``cfg.epochs``; stop after ``cfg.patience`` epochs without a better
-    dev score (``score(dev predictions)``: the mean dev weighted F1 over tasks). ``on_epoch_end(state, improved)`` runs after every epoch (the app saves checkpoints there);
+    dev score (``score(dev predictions)``: the mean dev weighted F1 over tasks). ``on_epoch_end(state, improved)``
+    runs after every epoch (the app saves checkpoints there);
     ``on_step(state)`` every ``checkpoint_every`` batches within one, and before a stop on SIGINT / SIGTERM, which
     then raises :class:`TrainingInterrupted`. ``rng_state``: see :func:`train_epoch` (resuming within an epoch)."""
     state = state or FitState()

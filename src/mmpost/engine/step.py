@@ -17,7 +17,7 @@ from mmpost.data.batch import Batch
 from mmpost.models.output import ModelOutput
 from mmpost.objectives.base import RequestContext
 from mmpost.objectives.collective import Collective
-from mmpost.objectives.combined import LossBreakdown, Objective
+from mmpost.objectives.combined import Objective
 
 Rows = Callable[[Tensor], Batch]
 """Dataset rows [K] → a Batch of those posts on the training device."""

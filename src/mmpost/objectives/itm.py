@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmpost.data.batch import Batch
 from mmpost.models.output import ItmPairs, ModelOutput
