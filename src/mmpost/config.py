@@ -51,6 +51,15 @@ class EmoticonConfig:
     text_symbols: bool = True              # count bare text-default symbols (©, ™, ❤ without VS16)
     resplit: bool = False                  # split again, stratified by emoticon (a source's split served another task)
 
+    def __post_init__(self) -> None:
+        from mmpost.data.emoji_options import MULTI_POLICIES, SKIN_TONE_MODES, STRIP_MODES
+        for key, choices in (("multi", MULTI_POLICIES), ("strip", STRIP_MODES), ("skin_tones", SKIN_TONE_MODES)):
+            value = getattr(self, key)
+            if value not in choices:
+                raise ConfigError(f"data.emoticon.{key} must be one of {', '.join(choices)}, got {value!r}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"data.emoticon.top_k must be at least 1 or null, got {self.top_k}")
+
 
 @dataclass
 class DataConfig:
@@ -243,12 +252,6 @@ def check(cfg: RunConfig) -> None:
             raise ConfigError(f"{side}.precision must be auto, fp32 or bf16, got {enc.precision!r}")
     if cfg.objectives.weighting not in ("additive", "convex"):
         raise ConfigError(f"objectives.weighting must be additive or convex, got {cfg.objectives.weighting!r}")
-    from mmpost.data.emoji import MULTI_POLICIES, SKIN_TONE_MODES, STRIP_MODES
-    emo = cfg.data.emoticon
-    for key, value, choices in (("multi", emo.multi, MULTI_POLICIES), ("strip", emo.strip, STRIP_MODES),
-                                ("skin_tones", emo.skin_tones, SKIN_TONE_MODES)):
-        if value not in choices:
-            raise ConfigError(f"data.emoticon.{key} must be one of {', '.join(choices)}, got {value!r}")
     if cfg.model.fusion not in ("attention", "concat") or cfg.model.modalities not in ("both", "text", "image"):
         raise ConfigError(f"model.fusion must be attention or concat and model.modalities both, text or image; got "
                           f"{cfg.model.fusion!r} and {cfg.model.modalities!r}")

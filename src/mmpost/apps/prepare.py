@@ -6,12 +6,17 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmpost.config import DataConfig, data_root, default_cache_dir, resolve
+from mmpost.data.emoji_options import EMOTICON_TASK
 from mmpost.data.manifest import ColumnMapping, load_manifest
 from mmpost.data.post import Post
 from mmpost.data.splits import assign_splits, by_split, stratified_split
 from mmpost.data.validate import apply_policy, validate_posts
+
+if TYPE_CHECKING:
+    from mmpost.data.emoji import EmoticonReport, EmoticonTask
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
@@ -24,6 +29,7 @@ class PreparedData:
     splits: dict[str, list[Post]]
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    emoticon: EmoticonReport | None = None     # the emoticon task: what the emoji labeller read, kept and dropped
 
 
 def column_mapping(cfg: DataConfig) -> ColumnMapping:
@@ -96,11 +102,32 @@ def subsample(posts: list[Post], task: str, n: int, *, seed: int) -> list[Post]:
     return [posts[i] for i in sorted(keep)]
 
 
-def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path: str | None = None,
-            progress: bool = True, require_splits: bool = True) -> PreparedData:
-    if task == "emoticon" and path is None:       # labels come from the emoji in the texts
-        from mmpost.apps.prepare_emoticon import prepare_emoticon
-        return prepare_emoticon(cfg, task, progress=progress)[0]
+def emoticon_labelled(cfg: DataConfig, posts: list[Post], task: str, notes: list[str], *,
+                      labels: list[str] | None = None, from_source: bool = True) -> EmoticonTask:
+    """Loaded posts → posts labelled with the emoji in their texts (``mmpost.data.emoji``), the label emoji removed
+    from each text. Synthetic posts first get their emoji; ``labels`` fixes the label set (else
+    ``data.emoticon``'s ``top_k`` / ``labels``). ``notes`` is updated: a source's notes on its own tasks go, the
+    labeller's report lines come."""
+    from mmpost.data.emoji import emoticon_task       # the Unicode emoji data loads only for this task
+    if cfg.source == "synthetic" and from_source:
+        from mmpost.data.synthetic import emoticon_posts
+        posts = emoticon_posts(posts)
+    elif cfg.source not in ("synthetic", "manifest") and from_source:
+        from mmpost.data.sources import get_source
+        if task not in get_source(cfg.source).tasks:      # the other notes speak of the source's own tasks
+            notes[:] = [n for n in notes if n.startswith("images:")]
+    opts = {k: v for k, v in dataclasses.asdict(cfg.emoticon).items() if k != "resplit"}
+    if labels:
+        opts.update(labels=list(labels), top_k=None)
+    made = emoticon_task(posts, task=task, **opts)
+    notes += made.report.lines()
+    return made
+
+
+def _load(cfg: DataConfig, task: str, path: str | None, labels: list[str] | None
+          ) -> tuple[list[Post], list[str], dict[str, int], list[str], EmoticonReport | None]:
+    """Loaded posts after data.require_image and data.limit, with their labels: (posts, notes, counts, labels,
+    the emoticon report where the task's labels come from emoji)."""
     posts, notes = load_source(cfg, path)
     counts: dict[str, int] = {"loaded": len(posts)}
     if cfg.require_image:
@@ -112,29 +139,56 @@ def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path
     if cfg.limit:
         posts = posts[: cfg.limit]
         notes.append(f"only the first {cfg.limit} posts are used (data.limit)")
+    emoticon: EmoticonReport | None = None
+    if task == EMOTICON_TASK:
+        made = emoticon_labelled(cfg, posts, task, notes, labels=labels, from_source=path is None)
+        posts, labels, emoticon = made.posts, made.labels, made.report
     labels = labels or default_labels(task, cfg, posts)
     if not labels:
         raise ValueError(f"no post has a label for task {task!r}: map a column to it in data.columns.labels")
-    report = validate_posts(posts, {task: labels}, progress=progress)
+    return posts, notes, counts, labels, emoticon
+
+
+def _split(cfg: DataConfig, posts: list[Post], task: str, notes: list[str], *, resplit: bool) -> list[Post]:
+    """Give every post a split (data.split_method); ``resplit``: ignore the splits the posts came with."""
+    if resplit:
+        notes.append(f"split again, stratified by {task} {list(cfg.split_fractions)} (seed {cfg.split_seed})"
+                     if cfg.split_method == "stratified" else "split again by a hash of their id")
+    elif not any("split" in p.meta and p.meta["split"] for p in posts):
+        how = ("stratified by label and grouped by image (seed {})".format(cfg.split_seed)
+               if cfg.split_method == "stratified" else "by a hash of their id")
+        notes.append(f"no split column: posts were split {list(cfg.split_fractions)} {how}")
+    if cfg.split_method == "stratified":
+        return stratified_split(posts, task, tuple(cfg.split_fractions), seed=cfg.split_seed, overwrite=resplit)
+    return assign_splits(posts, tuple(cfg.split_fractions), salt=cfg.split_salt, overwrite=resplit)
+
+
+def _validated(cfg: DataConfig, posts: list[Post], tasks: dict[str, list[str]], notes: list[str],
+               counts: dict[str, int], progress: bool) -> list[Post]:
+    """Posts after validation and data.policy."""
+    report = validate_posts(posts, tasks, progress=progress)
     posts, done = apply_policy(posts, report, cfg.policy)
     counts.update(done)
     if not report.ok:
         notes.append(f"data policy `{cfg.policy}`: " + ", ".join(f"{k} {v}" for k, v in done.items())
                      + " (" + ", ".join(f"{k} {v}" for k, v in report.counts().items()) + ")")
         log.warning("data policy %s applied: %s", cfg.policy, done)
+    return posts
+
+
+def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path: str | None = None,
+            progress: bool = True, require_splits: bool = True) -> PreparedData:
+    """``cfg`` → validated posts in train / dev / test with a fixed label list. The ``emoticon`` task's labels
+    come from the emoji in the texts (:func:`emoticon_labelled`), after data.require_image and data.limit and
+    before validation, so every data option applies to it the same way."""
+    posts, notes, counts, labels, emoticon = _load(cfg, task, path, labels)
+    posts = _validated(cfg, posts, {task: labels}, notes, counts, progress)
     unlabelled = sum(task not in p.labels for p in posts)
     if unlabelled:
         posts = [p for p in posts if task in p.labels]
         notes.append(f"{unlabelled} posts without a `{task}` label were left out")
-    if not any("split" in p.meta and p.meta["split"] for p in posts):
-        how = ("stratified by label and grouped by image (seed {})".format(cfg.split_seed)
-               if cfg.split_method == "stratified" else "by a hash of their id")
-        notes.append(f"no split column: posts were split {list(cfg.split_fractions)} {how}")
-    if cfg.split_method == "stratified":
-        posts = stratified_split(posts, task, tuple(cfg.split_fractions), seed=cfg.split_seed)
-    else:
-        posts = assign_splits(posts, tuple(cfg.split_fractions), salt=cfg.split_salt)
-    splits = by_split(posts)
+    resplit = emoticon is not None and (cfg.emoticon.resplit or not all(p.meta.get("split") for p in posts))
+    splits = by_split(_split(cfg, posts, task, notes, resplit=resplit))
     splits = {name: splits.get(name, []) for name in SPLITS}
     if cfg.max_train and len(splits["train"]) > cfg.max_train:
         splits["train"] = subsample(splits["train"], task, cfg.max_train, seed=cfg.split_seed)
@@ -148,4 +202,6 @@ def prepare(cfg: DataConfig, task: str, *, labels: list[str] | None = None, path
             raise ValueError(f"split(s) {', '.join(empty)} are empty after validation; "
                              f"sizes: { {k: len(v) for k, v in splits.items()} }")
     counts.update({k: len(v) for k, v in splits.items()})
-    return PreparedData(task=task, labels=labels, splits=splits, notes=notes, counts=counts)
+    if emoticon is not None:
+        emoticon.recount([p for v in splits.values() for p in v])
+    return PreparedData(task=task, labels=labels, splits=splits, notes=notes, counts=counts, emoticon=emoticon)
