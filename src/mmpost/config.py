@@ -24,8 +24,10 @@ class ColumnsConfig:
     image_root: str | None = None          # relative to data_root unless absolute
     image_pattern: str | None = None       # e.g. "{}.jpg": a cell holds an id formatted into a file name
     image_sep: str | None = None           # several images in one cell, e.g. ";"
-    labels: dict[str, str] = field(default_factory=dict)              # task -> column
+    labels: dict[str, Any] = field(default_factory=dict)              # task -> column, or a list of 0/1 columns
+                                                                      # (multi-label: one per label, named after it)
     label_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    label_sep: dict[str, str] = field(default_factory=dict)           # task -> separator of several labels in a cell
     split: str | None = None               # column holding train / dev / test
     keep: list[str] = field(default_factory=list)
     format: str | None = None
@@ -70,7 +72,8 @@ class DataConfig:
     image_root: str | None = None          # a dataset adapter's images, where you have them
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    labels: list[str] | None = None        # the task's label names in order; default: those seen in train
+    labels: Any = None                     # the task's label names in order (a list: the first task's), or
+                                           # {task: [names]} for several tasks; default: the source's / those seen
     require_image: bool = False            # keep only posts whose (first) image file exists
     policy: str = "stop"                   # bad rows: stop (with a report) | skip | text-only
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -80,6 +83,25 @@ class DataConfig:
     limit: int | None = None               # use the first N posts (quick runs)
     max_train: int | None = None           # at most N training posts: a stratified, seeded subsample (split_seed)
     emoticon: EmoticonConfig = field(default_factory=EmoticonConfig)   # task=emoticon: labels from emoji in texts
+
+    def __post_init__(self) -> None:
+        if self.labels is None or self.labels == []:
+            return
+        if isinstance(self.labels, dict):
+            for task, names in self.labels.items():
+                self._check_label_names(names, f"data.labels.{task}")
+        else:
+            self._check_label_names(self.labels, "data.labels")
+
+    @staticmethod
+    def _check_label_names(names: Any, key: str) -> None:
+        """``names`` must be a list of distinct label names (strings or numbers, e.g. a 0/1 column's values)."""
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)) or not names:
+            raise ConfigError(f"{key} must be a non-empty list of label names (or data.labels a mapping "
+                              f"task -> list), got {names!r}")
+        bad = [n for n in names if not isinstance(n, (str, int)) or isinstance(n, bool)]
+        if bad or len({str(n) for n in names}) != len(names):
+            raise ConfigError(f"{key} must list distinct label names, got {list(names)!r}")
 
 
 @dataclass
