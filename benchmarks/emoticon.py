@@ -75,7 +75,7 @@ def run_block(title: str, recipe: str, base: list[str], variants: dict[str, list
     import torch
 
     from mmpost.apps.build import build_tower
-    from mmpost.apps.prepare_emoticon import prepare_emoticon
+    from mmpost.apps.prepare import prepare
     from mmpost.apps.train import train
     from mmpost.config import load_config
     from mmpost.evaluation.metrics import majority_baseline
@@ -88,7 +88,8 @@ def run_block(title: str, recipe: str, base: list[str], variants: dict[str, list
     for seed in seeds:
         seed_base = base + [f"train.seed={seed}"] + ([f"data.split_seed={seed}"] if seeded_split else [])
         cfg0 = load_config(recipe, seed_base)
-        data, report = prepare_emoticon(cfg0.data, cfg0.task)
+        data = prepare(cfg0.data, cfg0.task, progress=False)
+        report = data.emoticon
         if not notes:
             notes = data.notes + ["class distribution (first seed's split, as trained):", "", report.markdown(), ""]
         if towers is None:

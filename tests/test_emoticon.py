@@ -170,3 +170,55 @@ def test_prepare_routes_the_emoticon_task_through_the_emoji_labeller(tmp_path, m
     assert all(data.splits[s] for s in ("train", "dev", "test")) and len(posts) <= 160
     assert all(p.labels["emoticon"] in data.labels for p in posts)
     assert not any(emoji_in(p.text) for p in posts)       # the synthetic posts carry one emoji: the label
+    assert data.emoticon is not None and data.emoticon.kept == len(posts)      # the labeller's report comes along
+
+
+def _emoticon_cfg(tmp_path, monkeypatch, *overrides: str):
+    from mmpost.config import load_config
+    monkeypatch.setenv("MMPOST_CACHE", str(tmp_path))
+    return load_config("configs/emoticon.yaml", ["data.synthetic.n=160", "data.synthetic.size=32", "progress=false",
+                                                 *overrides])
+
+
+def test_the_emoticon_task_honours_data_limit(tmp_path, monkeypatch):
+    from mmpost.apps.prepare import prepare
+    data = prepare(_emoticon_cfg(tmp_path, monkeypatch, "data.limit=60").data, "emoticon", progress=False)
+    assert sum(len(v) for v in data.splits.values()) == 60 == data.emoticon.posts
+    assert any("data.limit" in n for n in data.notes)
+
+
+def test_the_emoticon_task_honours_require_image(tmp_path):
+    """A manifest of emoji texts where a third of the posts name an image file that is not there."""
+    from PIL import Image
+
+    from mmpost.apps.prepare import prepare
+    from mmpost.config import load_config
+    rows = ["id,text,image"]
+    for i in range(60):
+        if i % 3:
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / f"{i}.png")
+        rows.append(f"p{i},post number {i} {'😂' if i % 2 else '😢'},{i}.png")
+    (tmp_path / "posts.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = load_config(None, ["task=emoticon", "data.source=manifest", f"data.path={tmp_path / 'posts.csv'}",
+                             "data.columns.image=image", "data.require_image=true", "progress=false"])
+    data = prepare(cfg.data, "emoticon", progress=False)
+    kept = {p.id for v in data.splits.values() for p in v}
+    assert kept == {f"p{i}" for i in range(60) if i % 3} and data.emoticon.posts == 40
+    assert sorted(data.labels) == ["crying_face", "face_with_tears_of_joy"]
+
+
+def test_the_emoticon_task_honours_the_hash_split(tmp_path, monkeypatch):
+    from mmpost.apps.prepare import prepare
+    from mmpost.data.splits import hash_split
+    cfg = _emoticon_cfg(tmp_path, monkeypatch, "data.split_method=hash", "data.emoticon.resplit=true")
+    data = prepare(cfg.data, "emoticon", progress=False)
+    fractions = tuple(cfg.data.split_fractions)
+    assert all(hash_split(p.id, fractions, salt=cfg.data.split_salt) == name
+               for name, posts in data.splits.items() for p in posts)
+
+
+@pytest.mark.parametrize("key,value", [("multi", "any"), ("strip", "none"), ("skin_tones", "drop"), ("top_k", "0")])
+def test_emoticon_options_are_checked_by_the_config(key, value):
+    from mmpost.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=f"data.emoticon.{key}"):
+        load_config(None, [f"data.emoticon.{key}={value}"])

@@ -31,8 +31,10 @@ class ColumnsConfig:
     image_root: str | None = None          # relative to data_root unless absolute
     image_pattern: str | None = None       # e.g. "{}.jpg": a cell holds an id formatted into a file name
     image_sep: str | None = None           # several images in one cell, e.g. ";"
-    labels: dict[str, str] = field(default_factory=dict)              # task -> column
+    labels: dict[str, Any] = field(default_factory=dict)              # task -> column, or a list of 0/1 columns
+                                                                      # (multi-label: one per label, named after it)
     label_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    label_sep: dict[str, str] = field(default_factory=dict)           # task -> separator of several labels in a cell
     split: str | None = None               # column holding train / dev / test
     keep: list[str] = field(default_factory=list)
     format: str | None = None
@@ -58,6 +60,15 @@ class EmoticonConfig:
     text_symbols: bool = True              # count bare text-default symbols (©, ™, ❤ without VS16)
     resplit: bool = False                  # split again, stratified by emoticon (a source's split served another task)
 
+    def __post_init__(self) -> None:
+        from mmpost.data.emoji_options import MULTI_POLICIES, SKIN_TONE_MODES, STRIP_MODES
+        for key, choices in (("multi", MULTI_POLICIES), ("strip", STRIP_MODES), ("skin_tones", SKIN_TONE_MODES)):
+            value = getattr(self, key)
+            if value not in choices:
+                raise ConfigError(f"data.emoticon.{key} must be one of {', '.join(choices)}, got {value!r}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"data.emoticon.top_k must be at least 1 or null, got {self.top_k}")
+
 
 @dataclass
 class DataConfig:
@@ -68,7 +79,8 @@ class DataConfig:
     image_root: str | None = None          # a dataset adapter's images, where you have them
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    labels: list[str] | None = None        # the task's label names in order; default: those seen in train
+    labels: Any = None                     # the task's label names in order (a list: the first task's), or
+                                           # {task: [names]} for several tasks; default: the source's / those seen
     require_image: bool = False            # keep only posts whose (first) image file exists
     policy: str = "stop"                   # bad rows: stop (with a report) | skip | text-only
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -78,6 +90,25 @@ class DataConfig:
     limit: int | None = None               # use the first N posts (quick runs)
     max_train: int | None = None           # at most N training posts: a stratified, seeded subsample (split_seed)
     emoticon: EmoticonConfig = field(default_factory=EmoticonConfig)   # task=emoticon: labels from emoji in texts
+
+    def __post_init__(self) -> None:
+        if self.labels is None or self.labels == []:
+            return
+        if isinstance(self.labels, dict):
+            for task, names in self.labels.items():
+                self._check_label_names(names, f"data.labels.{task}")
+        else:
+            self._check_label_names(self.labels, "data.labels")
+
+    @staticmethod
+    def _check_label_names(names: Any, key: str) -> None:
+        """``names`` must be a list of distinct label names (strings or numbers, e.g. a 0/1 column's values)."""
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)) or not names:
+            raise ConfigError(f"{key} must be a non-empty list of label names (or data.labels a mapping "
+                              f"task -> list), got {names!r}")
+        bad = [n for n in names if not isinstance(n, (str, int)) or isinstance(n, bool)]
+        if bad or len({str(n) for n in names}) != len(names):
+            raise ConfigError(f"{key} must list distinct label names, got {list(names)!r}")
 
 
 @dataclass
@@ -259,12 +290,6 @@ def check(cfg: RunConfig) -> None:
     for side, enc in (("text_encoder", cfg.text_encoder), ("image_encoder", cfg.image_encoder)):
         if enc.precision not in (None, "auto", "fp32", "bf16"):
             raise ConfigError(f"{side}.precision must be auto, fp32 or bf16, got {enc.precision!r}")
-    from mmpost.data.emoji import MULTI_POLICIES, SKIN_TONE_MODES, STRIP_MODES
-    emo = cfg.data.emoticon
-    for key, value, choices in (("multi", emo.multi, MULTI_POLICIES), ("strip", emo.strip, STRIP_MODES),
-                                ("skin_tones", emo.skin_tones, SKIN_TONE_MODES)):
-        if value not in choices:
-            raise ConfigError(f"data.emoticon.{key} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfig:

@@ -1,7 +1,7 @@
 """A collated batch of posts, as tensors. Models and objectives read it; the engine moves it to the device."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
@@ -12,7 +12,8 @@ class Batch:
     """B posts. Text and image come either as tower inputs or as precomputed (cached) features.
 
     index          [B]       row of each post in its dataset
-    labels         [B]       class ids (-1 where the post has no label)
+    labels         [B]       class ids of the (first) task (-1 where the post has no label, or where that task is
+                             multi-label: read task_labels)
     has_image      [B] bool  False where the post has no usable image (a learned "no image" vector stands in)
     text_ids       [B]       equal ids ⇔ equal texts (retweets): never negatives for each other
     image_ids      [B]       equal ids ⇔ equal images
@@ -25,6 +26,9 @@ class Batch:
     region_mask    [B, R] bool, True for real regions
     unreadable_images  how many images of this batch failed to decode when it was made (masked in has_image);
                    counted here so the count survives DataLoader worker processes
+    task_labels    task name → labels, one entry per task when the dataset has several (or named) tasks: [B] long
+                   class ids (-1: no label) for a single-label task; [B, C] float 0/1 for a multi-label task, the
+                   whole row -1 where the post has no label. Empty for a dataset given one unnamed label array.
     """
 
     index: Tensor
@@ -40,6 +44,7 @@ class Batch:
     region_boxes: Tensor | None = None
     region_mask: Tensor | None = None
     unreadable_images: int = 0
+    task_labels: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.index.numel())

@@ -36,8 +36,11 @@ class ColumnMapping:
     image_pattern format applied to each image cell value, e.g. ``"T{}.jpg"``
     image_sep     separator for several images in one cell, e.g. ``";"`` (a JSON list cell, or a Parquet list
                   column, also works)
-    labels        task name → column
+    labels        task name → column, or a list of 0/1 columns (a multi-label task: one column per label, the
+                  label named after its column; a post's label is the tuple of columns holding 1)
     label_values  task name → {raw value → label name}; unmapped values are kept as they are
+    label_sep     task name → separator of several labels in one cell, e.g. ``"|"`` (a multi-label task; a JSON
+                  list cell is one too, without a separator)
     split         column holding train/dev/test (``val``/``valid``/``validation`` → ``dev``)
     keep          extra columns copied into ``Post.meta``
     format        ``"csv"``, ``"jsonl"`` or ``"parquet"``; ``None`` → from the extension (.csv/.tsv,
@@ -53,8 +56,9 @@ class ColumnMapping:
     image_root: str | None = None
     image_pattern: str | None = None
     image_sep: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str | list[str]] = field(default_factory=dict)
     label_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    label_sep: dict[str, str] = field(default_factory=dict)
     split: str | None = None
     keep: list[str] = field(default_factory=list)
     format: str | None = None
@@ -68,7 +72,9 @@ class ColumnMapping:
             if not self.text:
                 raise ValueError("ColumnMapping.text needs at least one column")
         self.keep = [self.keep] if isinstance(self.keep, str) else [str(c) for c in (self.keep or [])]
-        self.labels = {str(t): str(c) for t, c in dict(self.labels or {}).items()}
+        self.labels = {str(t): str(c) if isinstance(c, str) else [str(x) for x in c]
+                       for t, c in dict(self.labels or {}).items()}
+        self.label_sep = {str(t): str(sep) for t, sep in dict(self.label_sep or {}).items()}
         self.label_values = {str(t): {str(k): str(v) for k, v in dict(table or {}).items()}
                              for t, table in dict(self.label_values or {}).items()}
         self.csv_options = dict(self.csv_options or {})
@@ -86,10 +92,29 @@ class ColumnMapping:
                                  f"for the cell value ({e})") from None
             if probe == self.image_pattern:
                 raise ValueError(f"ColumnMapping.image_pattern {self.image_pattern!r} has no '{{}}' placeholder")
-        unknown = set(self.label_values) - set(self.labels)
-        if unknown:
-            raise ValueError(f"ColumnMapping.label_values has tasks {sorted(unknown)} that are not in labels "
-                             f"{sorted(self.labels)}")
+        self._check_label_tasks()
+
+    def _check_label_tasks(self) -> None:
+        for what, tasks in (("label_values", self.label_values), ("label_sep", self.label_sep)):
+            unknown = set(tasks) - set(self.labels)
+            if unknown:
+                raise ValueError(f"ColumnMapping.{what} has tasks {sorted(unknown)} that are not in labels "
+                                 f"{sorted(self.labels)}")
+        for task, cols in self.labels.items():
+            if isinstance(cols, list) and (not cols or task in self.label_sep):
+                raise ValueError(f"ColumnMapping.labels.{task}: a list of 0/1 columns must name at least one column "
+                                 "and takes no label_sep")
+        empty = [t for t, sep in self.label_sep.items() if not sep]
+        if empty:
+            raise ValueError(f"ColumnMapping.label_sep.{empty[0]} is empty: give the separator, e.g. '|'")
+
+    def label_columns(self) -> list[tuple[str, str]]:
+        """(column, task) for every label column; a multi-label task's 0/1 columns each."""
+        return [(c, t) for t, cols in self.labels.items() for c in ([cols] if isinstance(cols, str) else cols)]
+
+    def multi_label(self, task: str) -> bool:
+        """Whether the mapping reads several labels per post for ``task`` (0/1 columns or a separator)."""
+        return isinstance(self.labels.get(task), list) or task in self.label_sep
 
     def text_columns(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else list(self.text)
@@ -102,7 +127,7 @@ class ColumnMapping:
         out += [(c, "text") for c in self.text_columns()]
         if self.image is not None:
             out.append((self.image, "image"))
-        out += [(c, f"labels[{t!r}]") for t, c in self.labels.items()]
+        out += [(c, f"labels[{t!r}]") for c, t in self.label_columns()]
         if self.split is not None:
             out.append((self.split, "split"))
         out += [(c, "keep") for c in self.keep]

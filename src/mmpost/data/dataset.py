@@ -8,7 +8,7 @@ that fails to decode is masked for that batch and counted, never a crash mid-epo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from mmpost.data.batch import Batch
 from mmpost.data.post import Post
+from mmpost.data.tasks import TaskSpec, label_names
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,48 @@ def label_ids(posts: Sequence[Post], task: str, labels: Sequence[str]) -> np.nda
     return out
 
 
+def multi_hot(posts: Sequence[Post], task: str, labels: Sequence[str]) -> np.ndarray:
+    """[N, C] float 0/1 per post for a multi-label task, the whole row -1 where the post has no label for
+    ``task`` (an unknown label raises)."""
+    index = {name: i for i, name in enumerate(labels)}
+    out = np.zeros((len(posts), len(labels)), dtype=np.float32)
+    for i, p in enumerate(posts):
+        if task not in p.labels:
+            out[i] = -1.0
+            continue
+        for name in label_names(p.labels[task]):
+            if name not in index:
+                where = f"{p.meta['source']}:{p.meta['row']}: " if "source" in p.meta and "row" in p.meta else ""
+                raise ValueError(f"{where}post {p.id}: field labels.{task}: label {name!r} is not one of "
+                                 f"{list(labels)}")
+            out[i, index[name]] = 1.0
+    return out
+
+
+def task_label_arrays(posts: Sequence[Post], tasks: Sequence[TaskSpec]) -> dict[str, np.ndarray]:
+    """Task name → its labels for ``posts``, in the order of ``tasks``: class ids [N] (-1: no label) for a
+    single-label task, :func:`multi_hot` [N, C] for a multi-label one. What :class:`PostDataset` takes."""
+    return {t.name: multi_hot(posts, t.name, t.labels) if t.multi_label else label_ids(posts, t.name, t.labels)
+            for t in tasks}
+
+
+def _label_tensors(labels: np.ndarray | Mapping[str, np.ndarray], n: int) -> tuple[torch.Tensor, dict]:
+    """(the first task's class ids [N], {task: labels}) from one array or a mapping task → array."""
+    if not isinstance(labels, Mapping):
+        return torch.as_tensor(labels, dtype=torch.long), {}
+    per_task = {t: torch.as_tensor(a, dtype=torch.float32 if np.ndim(a) == 2 else torch.long)
+                for t, a in labels.items()}
+    first = next(iter(per_task.values()), None)
+    if first is None or first.ndim != 1:        # a multi-label first task has no class id: read task_labels
+        return torch.full((n,), -1, dtype=torch.long), per_task
+    return first, per_task
+
+
 class PostDataset(Dataset):
-    def __init__(self, posts: Sequence[Post], labels: np.ndarray, *,
+    """``labels``: the class ids [N] of one task, or a mapping task → labels (:func:`task_label_arrays`) for
+    several; with a mapping, a batch's ``labels`` are the first task's and ``task_labels`` hold every task's."""
+
+    def __init__(self, posts: Sequence[Post], labels: np.ndarray | Mapping[str, np.ndarray], *,
                  text_features: np.ndarray | None = None, image_features: np.ndarray | None = None,
                  has_image: np.ndarray | None = None,
                  tokenize: Callable[[list[str]], dict[str, torch.Tensor]] | None = None,
@@ -51,7 +92,7 @@ class PostDataset(Dataset):
         if text_features is None and tokenize is None:
             raise ValueError("give text_features or a tokenize function")
         self.posts = list(posts)
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.labels, self.task_labels = _label_tensors(labels, len(self.posts))
         self.text_features = None if text_features is None else torch.as_tensor(text_features)
         self.image_features = None if image_features is None else torch.as_tensor(image_features)
         hi = has_image if has_image is not None else np.array([p.has_image for p in self.posts], dtype=bool)
@@ -76,7 +117,8 @@ class PostDataset(Dataset):
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         has_image = self.has_image[idx].clone()
         batch = Batch(index=idx, labels=self.labels[idx], has_image=has_image,
-                      text_ids=self.text_ids[idx], image_ids=self.image_ids[idx])
+                      text_ids=self.text_ids[idx], image_ids=self.image_ids[idx],
+                      task_labels={t: y[idx] for t, y in self.task_labels.items()})
         if self.text_features is not None:
             batch.text_features = self.text_features[idx].float()
         else:

@@ -36,15 +36,12 @@ from typing import Any
 
 import emoji as emoji_data
 
+from mmpost.data.emoji_options import MULTI_POLICIES, SKIN_TONE_MODES, STRIP_MODES
 from mmpost.data.post import Post
 
 __all__ = ["Emoji", "EmoticonReport", "EmoticonTask", "MULTI_POLICIES", "STRIP_MODES", "SKIN_TONE_MODES",
            "find_emoji", "emoji_in", "emoji_name", "glyph", "remove_emoji", "choose_labels", "class_counts",
            "emoticon_task"]
-
-MULTI_POLICIES = ("first", "last", "most", "single")
-STRIP_MODES = ("label", "all")
-SKIN_TONE_MODES = ("fold", "keep")
 
 _VS15, _VS16 = "\ufe0e", "\ufe0f"
 _SKIN_TONES = frozenset(chr(c) for c in range(0x1F3FB, 0x1F400))

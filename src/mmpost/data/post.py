@@ -10,14 +10,15 @@ class Post:
     """A post with a text, zero or more images and labels by task name.
 
     ``images`` holds file paths (absolute, or already joined with the image root).
-    ``labels`` maps a task name (``"sentiment"``) to a label *name* (``"positive"``), never a number.
+    ``labels`` maps a task name (``"sentiment"``) to a label *name* (``"positive"``), never a number; for a
+    multi-label task, to a tuple of label names (``("joy", "surprise")``, possibly empty).
     ``meta`` keeps everything else a source provides (source file, row number, extra columns).
     """
 
     id: str
     text: str
     images: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -31,4 +32,6 @@ class Post:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Post":
         return cls(id=str(d["id"]), text=str(d.get("text", "")), images=list(d.get("images", [])),
-                   labels=dict(d.get("labels", {})), meta=dict(d.get("meta", {})))
+                   labels={str(t): tuple(v) if isinstance(v, list) else v
+                           for t, v in dict(d.get("labels", {})).items()},
+                   meta=dict(d.get("meta", {})))

@@ -22,6 +22,7 @@ import sys
 from typing import Any, Iterable, Iterator
 
 from .columns import FORMATS, REFUSED_IMAGES, SPLIT_ALIASES, ColumnMapping, ManifestError
+from .label_cells import read_labels
 from .post import Post
 
 __all__ = ["iter_manifest", "iter_json_objects"]
@@ -263,17 +264,7 @@ class _RowReader:
         text = " ".join(p for p in parts if p)
         refused: list[dict[str, str]] = []
         images = self.image_paths(get(m.image), refused) if m.image is not None else []
-        labels: dict[str, str] = {}
-        for task, col in m.labels.items():
-            v = self._str(get(col), f"labels.{task}").strip()
-            if not v:
-                continue
-            table = m.label_values.get(task)
-            if table is not None:
-                v = table.get(v, v)
-                if not isinstance(v, str):
-                    v = str(v)
-            labels[task] = v
+        labels = read_labels(m, get, self._str, f"{self.path}: row {row}")
         meta: dict[str, Any] = {"source": self.path, "row": row}
         if m.split is not None:
             s = self._str(get(m.split), "split").strip()
@@ -493,7 +484,7 @@ def _parquet_posts(path: str, mapping: ColumnMapping) -> Iterator[Post]:
     ambiguous = sorted(c for c in needed if len(by_name[c]) > 1)
     if ambiguous:
         raise ManifestError(f"{path}: column(s) {ambiguous} appear more than once in the table")
-    image_col = mapping.image
+    list_cols = {mapping.image} | {c for c, _ in mapping.label_columns()}     # a list cell stays a list
 
     rows = _RowReader(path, mapping)
     row = 0
@@ -505,7 +496,7 @@ def _parquet_posts(path: str, mapping: ColumnMapping) -> Iterator[Post]:
 
                 def get(col: str, _j=j, _row=row):
                     v = values[col][_j]
-                    if col == image_col and isinstance(v, (list, tuple)):
+                    if col in list_cols and isinstance(v, (list, tuple)):
                         return [_parquet_cell(x, path, _row, col) for x in v]
                     return _parquet_cell(v, path, _row, col)
 

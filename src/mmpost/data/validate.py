@@ -17,6 +17,7 @@ from mmpost.progress import bar as progress_bar
 from .images import check_image
 from .manifest import REFUSED_IMAGES
 from .post import Post
+from .tasks import label_names
 
 __all__ = [
     "Issue",
@@ -248,17 +249,23 @@ def validate_posts(
 
         for task, value in p.labels.items():
             ok = allowed.get(task)
-            if ok is not None and value not in ok:
-                add("unknown_label", idx, p, f"labels.{task}",
-                    f"label {value!r} is not one of {_shorten(sorted(ok))} for task {task!r}")
+            for name in (label_names(value) if ok is not None else ()):
+                if name not in ok:
+                    add("unknown_label", idx, p, f"labels.{task}",
+                        f"label {name!r} is not one of {_shorten(sorted(ok))} for task {task!r}")
         if require_labels:
             for task in tasks:
-                if not (p.labels.get(task) or "").strip():
+                if _missing(p.labels.get(task)):
                     add("missing_label", idx, p, f"labels.{task}", f"no label for task {task!r}")
 
     issues.sort(key=lambda i: (i.index if i.index is not None else -1, ISSUE_KINDS.index(i.kind)
                                if i.kind in ISSUE_KINDS else 99))
     return ValidationReport(n_posts=len(posts), issues=issues)
+
+
+def _missing(value: object) -> bool:
+    """No label: absent or a blank name (an empty tuple of a multi-label task is a label: none of the classes)."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _src(p: Post) -> str | None:
