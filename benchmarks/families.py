@@ -52,8 +52,8 @@ def main() -> None:
     towers = (build_tower(cfg0.text_encoder), build_tower(cfg0.image_encoder))
     rows = []
     for family in args.families.split(","):
-        cfg = load_config(args.recipe, ["progress=false", "objectives.itc.enabled=true",
-                                        "objectives.itm.enabled=true"], family=family)
+        cfg = load_config(args.recipe, ["progress=false", f"model.name={family}", "objectives.itc.enabled=true",
+                                        "objectives.itm.enabled=true"])
         ds, _ = build_datasets({"train": posts}, {"train": labels}, cfg, *towers)
         ds = ds["train"]
         torch.manual_seed(0)

@@ -81,3 +81,12 @@ def test_a_run_saved_before_the_change_is_read(tmp_path):
     assert o.weighting == "convex" and o.get("itc").weight == 0.2 and o.get("itm").weight == 0.1
     assert o.get("itc").temperature == 0.05 and o.get("itm").negatives == "hard"
     assert o.get("ce").class_weights == "none"
+
+
+def test_switching_family_later_drops_the_earlier_familys_keys(tmp_path):
+    recipe = tmp_path / "conc.yaml"
+    recipe.write_text("model: {name: conc, hidden: 256, dropout: 0.3}\n")
+    cfg = load_config(recipe, ["model.name=att"])
+    assert cfg.model.name == "att" and cfg.model.dropout == 0.3 and not hasattr(cfg.model, "hidden")
+    with pytest.raises(ConfigError, match=r"model\.hidden is not a setting of model att"):
+        load_config(recipe, ["model.name=att", "model.hidden=64"])

@@ -200,29 +200,23 @@ class GridConfig:
     out_dir: str = "runs/grid"
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
-                family: str | None = None) -> RunConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """The run config: the defaults, then the recipe at ``path``, then ``key=value`` overrides, each later one
     winning. The ``model`` and ``objectives`` sections are checked against the chosen family's and losses' own
-    ``Config`` (an unknown key names the valid ones); ``plugins`` are imported first.
-
-    ``family``: run the recipe with another model family (the grid does): the recipe's model keys that this family
-    also has are kept, the others are left out (and logged)."""
+    ``Config`` (an unknown key names the valid ones); ``plugins`` are imported first. A later part that switches
+    ``model.name`` to another family drops the earlier model keys that family does not have (and logs them)."""
     parts: list[tuple[str, Any]] = [("defaults", OmegaConf.structured(RunConfig()))]
     if path is not None:
-        recipe = read_recipe(Path(path))
-        parts.append((str(path), sections.switch_family(recipe, family) if family else recipe))
+        parts.append((str(path), read_recipe(Path(path))))
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must be key=value, got: {' '.join(bad)}")
         parts.append(("overrides", OmegaConf.from_dotlist(list(overrides))))
+    merged = parts[0][1]
     for where, part in parts[1:]:
         legacy.reject_old_keys(part, where)
-    try:
-        merged = OmegaConf.merge(*(p for _, p in parts))
-    except Exception as e:  # OmegaConf names the key and the expected type
-        raise ConfigError(f"bad config{f' in {path}' if path else ''}: {e}") from None
+        merged = merge_part(merged, part, where)
     import_plugins(list(merged.plugins))
     tasks = chosen_tasks([p for _, p in parts[1:]], RunConfig.task)
     try:
@@ -234,6 +228,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     cfg.objectives = sections.objectives(cfg.objectives)
     check(cfg)
     return cfg
+
+
+def merge_part(merged: Any, part: Any, where: str) -> Any:
+    family = OmegaConf.select(part, "model.name") if OmegaConf.is_dict(part) else None
+    if family is not None:
+        merged = sections.switch_family(merged, str(family))
+    try:
+        return OmegaConf.merge(merged, part)
+    except Exception as e:  # OmegaConf names the key and the expected type
+        raise ConfigError(f"bad config in {where}: {e}") from None
 
 
 def read_recipe(p: Path) -> Any:

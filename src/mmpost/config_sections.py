@@ -70,15 +70,15 @@ def objectives(section: Any) -> Objectives:
         raise ConfigError(str(e)) from None
 
 
-def switch_family(recipe: Any, family: str) -> Any:
-    """``recipe`` with its model section moved to ``family``: keys that family lacks are left out (and logged)."""
-    section = recipe.get("model") if OmegaConf.is_dict(recipe) else None
+def switch_family(merged: Any, family: str) -> Any:
+    """``merged`` with its model section moved to ``family``: keys that family lacks are left out (and logged)."""
+    section = merged.get("model") if OmegaConf.is_dict(merged) else None
     if section is None or section.get("name", "conc") == family:
-        return recipe
+        return merged
     known = {f.name for f in dataclasses.fields(registry.get("model", family).Config)}
     dropped = [k for k in section if k not in known]
     if dropped:
         log.info("model %s has no %s: the recipe's values for them are not used", family, ", ".join(dropped))
-    recipe = recipe.copy()
-    recipe.model = {**{k: v for k, v in section.items() if k in known}, "name": family}
-    return recipe
+    merged = merged.copy()
+    merged.model = {**{k: v for k, v in section.items() if k in known}, "name": family}
+    return merged

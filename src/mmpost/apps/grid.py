@@ -57,7 +57,7 @@ def cell_config(grid: GridConfig, cell: Cell, extra: list[str]) -> RunConfig:
             f"name={cell.name}", "progress=false"]
     if cell.dataset.task:
         over.append(f"task={cell.dataset.task}")
-    return load_config(cell.dataset.recipe, over, family=cell.model)
+    return load_config(cell.dataset.recipe, over)
 
 
 def cell_dir(grid: GridConfig, cell: Cell) -> Path:
