@@ -1,4 +1,12 @@
-"""From a data config to validated, split posts with a fixed label list: what every app starts with."""
+"""From a data config to validated, split posts with a fixed label list per task: what every app starts with.
+
+    data = prepare(cfg.data, "sentiment")                       # one task: data.task, data.labels
+    data = prepare(cfg.data, ["sentiment", "sarcasm", "emotion"])  # several: data.tasks (TaskSpec each)
+
+One pipeline for every task: load → data.require_image → data.limit → (the emoticon task: labels from the emoji
+in the texts) → validation and data.policy → posts with at least one task's label → split (data.split_method,
+stratified by the first task) → data.max_train.
+"""
 from __future__ import annotations
 
 import dataclasses

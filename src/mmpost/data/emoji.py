@@ -274,6 +274,24 @@ def emoticon_task(posts: Sequence[Post], *, task: str = "emoticon", top_k: int |
     found = [find_emoji(p.text, skin_tones=skin_tones) for p in posts]
     counted = [[e.name for e in f if e.presentation == "emoji" or (text_symbols and e.presentation == "text-default")]
                for f in found]
+    given = _given_labels(posts, task, skin_tones)
+    candidates = [[g] if g is not None else names for g, names in zip(given, counted)]
+    eligible = [c if (g is not None or multi != "single" or len(set(c)) == 1) else []
+                for g, c in zip(given, candidates)]
+    label_list = _label_set(labels, eligible, top_k, skin_tones, len(posts), task)
+    out, dropped = _labelled_posts(posts, found, given, counted, eligible, set(label_list), task, multi, strip)
+    freq = Counter(n for c in candidates for n in set(c))
+    report = EmoticonReport(
+        task=task, posts=len(posts), with_emoji=sum(bool(c) for c in candidates),
+        several=sum(len(set(n)) > 1 for n in counted), kept=len(out), dropped=dropped, labels=label_list,
+        counts=class_counts(out, task, label_list), frequency=sorted(freq.items(), key=lambda kv: (-kv[1], kv[0])),
+        options={"top_k": None if labels is not None else top_k, "multi": multi, "strip": strip,
+                 "skin_tones": skin_tones, "text_symbols": text_symbols})
+    return EmoticonTask(posts=out, labels=label_list, report=report)
+
+
+def _given_labels(posts: list[Post], task: str, skin_tones: str) -> list[str | None]:
+    """Per post, the class of the label it already carries for ``task`` (normalised), or None."""
     given: list[str | None] = []
     for p in posts:
         value = p.labels.get(task)
@@ -285,20 +303,27 @@ def emoticon_task(posts: Sequence[Post], *, task: str = "emoticon", top_k: int |
         except ValueError as e:
             where = f"{p.meta.get('source', 'post')}" + (f": row {p.meta['row']}" if "row" in p.meta else "")
             raise ValueError(f"{where} (post {p.id}), field {task!r}: {e}") from None
-    candidates = [[g] if g is not None else names for g, names in zip(given, counted)]
-    eligible = [c if (g is not None or multi != "single" or len(set(c)) == 1) else []
-                for g, c in zip(given, candidates)]
+    return given
 
+
+def _label_set(labels: Sequence[str] | None, eligible: list[list[str]], top_k: int | None, skin_tones: str,
+               n_posts: int, task: str) -> list[str]:
+    """The given ``labels`` as class names, in order; else the ``top_k`` most frequent eligible emoji."""
     if labels is not None:
         label_list = list(dict.fromkeys(emoji_name(str(v), skin_tones=skin_tones) for v in labels))
         if not label_list:
             raise ValueError("labels is empty: give the emoji of the label set, or top_k")
-    else:
-        label_list = choose_labels(eligible, top_k)
-        if not label_list:
-            raise ValueError(f"none of the {len(posts):,} posts has an emoji in its text (or a {task!r} label)")
-    label_set = set(label_list)
+        return label_list
+    label_list = choose_labels(eligible, top_k)
+    if not label_list:
+        raise ValueError(f"none of the {n_posts:,} posts has an emoji in its text (or a {task!r} label)")
+    return label_list
 
+
+def _labelled_posts(posts: list[Post], found: list[list[Emoji]], given: list[str | None], counted: list[list[str]],
+                    eligible: list[list[str]], label_set: set[str], task: str, multi: str,
+                    strip: str) -> tuple[list[Post], dict[str, int]]:
+    """Copies of the posts that get a label, their label emoji removed from the text; and the drops by reason."""
     dropped = {"no emoji in the text": 0, "several distinct emoji (multi=single)": 0,
                "no emoji of the label set": 0, "no text left after removing the emoji": 0}
     out: list[Post] = []
@@ -313,19 +338,10 @@ def emoticon_task(posts: Sequence[Post], *, task: str = "emoticon", top_k: int |
         if label is None:
             dropped["no emoji of the label set"] += 1
             continue
-        cut = f if strip == "all" else [e for e in f if e.name == label]
-        text = remove_emoji(p.text, cut)
+        text = remove_emoji(p.text, f if strip == "all" else [e for e in f if e.name == label])
         if not text:
             dropped["no text left after removing the emoji"] += 1
             continue
         meta = {**p.meta, "emoji": names, "text_with_emoji": p.text}
         out.append(Post(id=p.id, text=text, images=list(p.images), labels={**p.labels, task: label}, meta=meta))
-
-    freq = Counter(n for c in candidates for n in set(c))
-    report = EmoticonReport(
-        task=task, posts=len(posts), with_emoji=sum(bool(c) for c in candidates),
-        several=sum(len(set(n)) > 1 for n in counted), kept=len(out), dropped=dropped, labels=label_list,
-        counts=class_counts(out, task, label_list), frequency=sorted(freq.items(), key=lambda kv: (-kv[1], kv[0])),
-        options={"top_k": None if labels is not None else top_k, "multi": multi, "strip": strip,
-                 "skin_tones": skin_tones, "text_symbols": text_symbols})
-    return EmoticonTask(posts=out, labels=label_list, report=report)
+    return out, dropped

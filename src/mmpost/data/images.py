@@ -145,11 +145,28 @@ def open_image(
     Raises :class:`ImageError` for anything that cannot be used.
     """
     path = os.fspath(path)
-    data = _read_bytes(path, max_bytes)
+    img = _open_header(path, _read_bytes(path, max_bytes))
+    try:
+        _check_size(path, img, max_pixels)
+        if getattr(img, "tell", lambda: 0)() != 0:  # animated: the first frame (open() starts there anyway)
+            img.seek(0)
+        if draft_size and img.format in ("JPEG", "MPO"):
+            img.draft("RGB", (int(draft_size), int(draft_size)))
+        _decode(path, img)
+        rgb = _oriented_rgb(path, img)
+        if rgb is img:
+            rgb = img.copy()  # detach from the file object before it is closed
+        return rgb
+    finally:
+        img.close()
+
+
+def _open_header(path: str, data: bytes) -> Image.Image:
+    """The image object for ``data``, its header read (nothing decoded yet), or :class:`ImageError`."""
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=_allowed_formats())
+            return Image.open(io.BytesIO(data), formats=_allowed_formats())
     except Image.DecompressionBombError as e:
         raise ImageError(path, f"image too large, possible decompression bomb ({e})") from None
     except UnidentifiedImageError:
@@ -158,43 +175,45 @@ def open_image(
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
         raise ImageError(path, f"cannot read image header ({type(e).__name__}: {e})") from None
 
+
+def _check_size(path: str, img: Image.Image, max_pixels: int | None) -> None:
+    """A size the header declares: positive, and within ``max_pixels`` before anything is decoded."""
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageError(path, f"invalid image size {width}x{height}")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(path, f"image too large: {width}x{height} = {width * height:,} pixels "
+                               f"> limit {max_pixels:,} (possible decompression bomb)")
+
+
+def _decode(path: str, img: Image.Image) -> None:
+    """Decode the pixels, naming a truncated file as such."""
     try:
-        width, height = img.size
-        if width <= 0 or height <= 0:
-            raise ImageError(path, f"invalid image size {width}x{height}")
-        if max_pixels is not None and width * height > max_pixels:
-            raise ImageError(path, f"image too large: {width}x{height} = {width * height:,} pixels "
-                                   f"> limit {max_pixels:,} (possible decompression bomb)")
-        if getattr(img, "tell", lambda: 0)() != 0:  # animated: the first frame (open() starts there anyway)
-            img.seek(0)
-        if draft_size and img.format in ("JPEG", "MPO"):
-            img.draft("RGB", (int(draft_size), int(draft_size)))
-        try:
-            img.load()
-        except Image.DecompressionBombError as e:
-            raise ImageError(path, f"image too large, possible decompression bomb ({e})") from None
-        except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as e:
-            msg = str(e) or type(e).__name__
-            if "truncated" in msg.lower() or isinstance(e, EOFError):
-                raise ImageError(path, f"truncated image data ({msg})") from None
-            if msg == "cannot load this image":  # header parsed, but the file ends before any image data
-                raise ImageError(path, "truncated or incomplete image (no image data after the header)") from None
-            raise ImageError(path, f"cannot decode image ({msg})") from None
-        try:
-            oriented = ImageOps.exif_transpose(img)
-        except Exception:  # a broken EXIF block must not lose an otherwise good image
-            oriented = img
-        if oriented is None:  # pragma: no cover - only with in_place=True
-            oriented = img
-        try:
-            rgb = _to_rgb(oriented)
-        except (OSError, ValueError) as e:
-            raise ImageError(path, f"cannot convert mode {oriented.mode} to RGB ({e})") from None
-        if rgb is img:
-            rgb = img.copy()  # detach from the file object before it is closed
-        return rgb
-    finally:
-        img.close()
+        img.load()
+    except Image.DecompressionBombError as e:
+        raise ImageError(path, f"image too large, possible decompression bomb ({e})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as e:
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg.lower() or isinstance(e, EOFError):
+            raise ImageError(path, f"truncated image data ({msg})") from None
+        if msg == "cannot load this image":  # header parsed, but the file ends before any image data
+            raise ImageError(path, "truncated or incomplete image (no image data after the header)") from None
+        raise ImageError(path, f"cannot decode image ({msg})") from None
+
+
+def _oriented_rgb(path: str, img: Image.Image) -> Image.Image:
+    """The decoded image turned by its EXIF orientation and converted to RGB (``img`` itself where neither
+    changes anything)."""
+    try:
+        oriented = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not lose an otherwise good image
+        oriented = img
+    if oriented is None:  # pragma: no cover - only with in_place=True
+        oriented = img
+    try:
+        return _to_rgb(oriented)
+    except (OSError, ValueError) as e:
+        raise ImageError(path, f"cannot convert mode {oriented.mode} to RGB ({e})") from None
 
 
 def _check_norm(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from mmpost.progress import bar as progress_bar
 
@@ -200,15 +200,33 @@ def validate_posts(
     posts = list(posts)
     if require_labels and not tasks:
         raise ValueError("require_labels=True needs tasks (task name -> label names)")
-    guards = dict(image_guards or {})
     tasks = dict(tasks or {})
     allowed = {t: set(v) for t, v in tasks.items() if v}
+    exists, decoded = _image_status(posts, check_images, dict(image_guards or {}),
+                                    4 if workers is None else int(workers), progress)
     issues: list[Issue] = []
+    first_seen: dict[str, int] = {}
+    for idx, p in enumerate(posts):
+        def add(kind: str, fld: str, msg: str, _idx: int = idx, _p: Post = p) -> None:
+            issues.append(Issue(kind=kind, post_id=_p.id, source=_src(_p), row=_row(_p), field=fld, message=msg,
+                                index=_idx))
 
-    def add(kind: str, idx: int, p: Post, fld: str, msg: str) -> None:
-        issues.append(Issue(kind=kind, post_id=p.id, source=_src(p), row=_row(p), field=fld, message=msg, index=idx))
+        _duplicate_issue(posts, idx, first_seen, add)
+        _image_issues(p, exists, decoded if check_images else {}, add)
+        _text_issues(p, max_text_chars, add)
+        _label_issues(p, allowed, list(tasks) if require_labels else [], add)
+    issues.sort(key=lambda i: (i.index if i.index is not None else -1, ISSUE_KINDS.index(i.kind)
+                               if i.kind in ISSUE_KINDS else 99))
+    return ValidationReport(n_posts=len(posts), issues=issues)
 
-    # images: existence first (cheap), then decode each distinct existing file once
+
+_Add = Callable[[str, str, str], None]          # add(kind, field, message) for the post being checked
+
+
+def _image_status(posts: list[Post], check_images: bool, guards: dict, workers: int,
+                  progress: bool) -> tuple[dict[str, bool], dict[str, str | None]]:
+    """(path → the file exists, path → None or why it does not decode): existence first (cheap), then each
+    distinct existing file decoded once (with ``check_images``)."""
     exists: dict[str, bool] = {}
     for p in posts:
         for path in p.images:
@@ -217,50 +235,53 @@ def validate_posts(
     decoded: dict[str, str | None] = {}
     if check_images:
         todo = [pth for pth, ok in exists.items() if ok]
-        decoded = _check_paths(todo, guards, 4 if workers is None else int(workers), progress)
+        decoded = _check_paths(todo, guards, workers, progress)
+    return exists, decoded
 
-    first_seen: dict[str, int] = {}
-    for idx, p in enumerate(posts):
-        if p.id in first_seen:
-            j = first_seen[p.id]
-            q = posts[j]
-            first = f"{_src(q)}:{_row(q)}" if _src(q) is not None and _row(q) is not None else f"post #{j}"
-            add("duplicate_id", idx, p, "id", f"duplicate id {p.id!r}: first used at {first}")
-        else:
-            first_seen[p.id] = idx
 
-        for k, path in enumerate(p.images):
-            fld = "images" if len(p.images) == 1 else f"images[{k}]"
-            if not exists.get(path, False):
-                add("missing_image", idx, p, fld, f"image file not found: {path}")
-            elif check_images and decoded.get(path) is not None:
-                add("bad_image", idx, p, fld, f"{decoded[path]}: {path}")
-        for refused in p.meta.get(REFUSED_IMAGES) or ():
-            add("unsafe_image_path", idx, p, "images",
-                f"image path {refused.get('name')!r} points outside the image root {refused.get('root')!r}: "
-                "refused, never opened ('../' and absolute paths must stay inside the image root)")
+def _duplicate_issue(posts: list[Post], idx: int, first_seen: dict[str, int], add: _Add) -> None:
+    p = posts[idx]
+    if p.id not in first_seen:
+        first_seen[p.id] = idx
+        return
+    j = first_seen[p.id]
+    q = posts[j]
+    first = f"{_src(q)}:{_row(q)}" if _src(q) is not None and _row(q) is not None else f"post #{j}"
+    add("duplicate_id", "id", f"duplicate id {p.id!r}: first used at {first}")
 
-        if not (p.text or "").strip():
-            add("empty_text", idx, p, "text", "text is empty" if not p.text else "text is only whitespace")
-        elif max_text_chars is not None and len(p.text) > max_text_chars:
-            add("long_text", idx, p, "text",
-                f"text is {len(p.text):,} characters (limit {max_text_chars:,}); a cell this long is usually a quote "
-                "left open in the CSV that swallowed the rows after it")
 
-        for task, value in p.labels.items():
-            ok = allowed.get(task)
-            for name in (label_names(value) if ok is not None else ()):
-                if name not in ok:
-                    add("unknown_label", idx, p, f"labels.{task}",
-                        f"label {name!r} is not one of {_shorten(sorted(ok))} for task {task!r}")
-        if require_labels:
-            for task in tasks:
-                if _missing(p.labels.get(task)):
-                    add("missing_label", idx, p, f"labels.{task}", f"no label for task {task!r}")
+def _image_issues(p: Post, exists: dict[str, bool], decoded: dict[str, str | None], add: _Add) -> None:
+    for k, path in enumerate(p.images):
+        fld = "images" if len(p.images) == 1 else f"images[{k}]"
+        if not exists.get(path, False):
+            add("missing_image", fld, f"image file not found: {path}")
+        elif decoded.get(path) is not None:
+            add("bad_image", fld, f"{decoded[path]}: {path}")
+    for refused in p.meta.get(REFUSED_IMAGES) or ():
+        add("unsafe_image_path", "images",
+            f"image path {refused.get('name')!r} points outside the image root {refused.get('root')!r}: "
+            "refused, never opened ('../' and absolute paths must stay inside the image root)")
 
-    issues.sort(key=lambda i: (i.index if i.index is not None else -1, ISSUE_KINDS.index(i.kind)
-                               if i.kind in ISSUE_KINDS else 99))
-    return ValidationReport(n_posts=len(posts), issues=issues)
+
+def _text_issues(p: Post, max_text_chars: int | None, add: _Add) -> None:
+    if not (p.text or "").strip():
+        add("empty_text", "text", "text is empty" if not p.text else "text is only whitespace")
+    elif max_text_chars is not None and len(p.text) > max_text_chars:
+        add("long_text", "text",
+            f"text is {len(p.text):,} characters (limit {max_text_chars:,}); a cell this long is usually a quote "
+            "left open in the CSV that swallowed the rows after it")
+
+
+def _label_issues(p: Post, allowed: dict[str, set[str]], required: list[str], add: _Add) -> None:
+    for task, value in p.labels.items():
+        ok = allowed.get(task)
+        for name in (label_names(value) if ok is not None else ()):
+            if name not in ok:
+                add("unknown_label", f"labels.{task}",
+                    f"label {name!r} is not one of {_shorten(sorted(ok))} for task {task!r}")
+    for task in required:
+        if _missing(p.labels.get(task)):
+            add("missing_label", f"labels.{task}", f"no label for task {task!r}")
 
 
 def _missing(value: object) -> bool:
