@@ -49,10 +49,8 @@ def _table(title: str, headers: list[str], rows: list[list[str]], left: int = 2)
 
 
 def _metrics_table(title: str, metrics: dict) -> None:
-    def wf1(m: dict) -> str:
-        ci = m.get("weighted_f1_ci95")
-        return f"{m['weighted_f1']:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
-    rows = [[split, task, wf1(m), f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}", f"{m['mcc']:.3f}", str(m["n"])]
+    from mmpost.evaluation.formatting import weighted_f1_cell
+    rows = [[split, task, weighted_f1_cell(m), f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}", f"{m['mcc']:.3f}", str(m["n"])]
             for split, tasks in metrics.items() for task, m in tasks.items()]
     _table(title, ["split", "task", "weighted F1 (95% CI)", "macro F1", "accuracy", "MCC", "n"], rows)
 

@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+from mmpost.evaluation.formatting import weighted_f1_cell
 from mmpost.evaluation.report_content import (
     METRIC_COLUMNS,
     SCALE_NOTE,
@@ -46,10 +47,7 @@ def figure(fig: Figure, folder: str) -> str:
 
 
 def metrics_section(report: RunReport) -> str:
-    def wf1(m: dict) -> str:
-        ci = m.get("weighted_f1_ci95")
-        return num(float(m["weighted_f1"])) + (f" ({num(float(ci[0]))}–{num(float(ci[1]))})" if ci else "")
-    rows = [[md_escape(name), wf1(m), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]), num(m.get("n", ""))]
+    rows = [[md_escape(name), weighted_f1_cell(m, num), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]), num(m.get("n", ""))]
             for name, m in report.metrics]
     headers = ["split · task", "weighted F1 (95% CI)", *(h for _, h in METRIC_COLUMNS[1:]), "n"]
     return "## Metrics\n\n" + table(headers, rows) + "\n" + "\n\n".join([SCALE_NOTE, *report.metrics_notes]) + "\n"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mmpost.atomic import atomic_write_json, atomic_write_text
+from mmpost.evaluation.formatting import weighted_f1_cell
 
 
 def write_metrics(run_dir: str | Path, metrics: dict[str, dict[str, dict[str, float]]]) -> Path:
@@ -21,13 +22,8 @@ def fmt(x: float) -> str:
 
 def metrics_table(rows: Sequence[tuple[str, dict[str, float]]]) -> str:
     head = "| | weighted F1 | macro F1 | accuracy | MCC | n |\n|---|---:|---:|---:|---:|---:|\n"
-    return head + "".join(f"| {name} | {fmt(m['weighted_f1'])}{_ci(m)} | {fmt(m['macro_f1'])} | {fmt(m['accuracy'])} | "
+    return head + "".join(f"| {name} | {weighted_f1_cell(m, fmt, '95% CI ')} | {fmt(m['macro_f1'])} | {fmt(m['accuracy'])} | "
                           f"{fmt(m['mcc'])} | {m['n']} |\n" for name, m in rows)
-
-
-def _ci(m: dict) -> str:
-    ci = m.get("weighted_f1_ci95")
-    return f" (95% CI {fmt(ci[0])}–{fmt(ci[1])})" if ci else ""
 
 
 def per_class_table(rows: Sequence[dict[str, Any]]) -> str:
