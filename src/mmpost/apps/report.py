@@ -203,6 +203,25 @@ def errors_part(report: RunReport, split: str, pred: Predicted, labels: list[str
         report.errors.append(ClassErrorSection(s.label, s.support, s.n_errors, cards))
 
 
+def predict_split(report: RunReport, predictor: Predictor, split: str, posts: list[Post], recorded: dict,
+                  progress: bool) -> Predicted:
+    """Predict one split again; add its confusion matrix and per-class table, and a warning where the
+    predictions disagree with what ``metrics.json`` recorded for it."""
+    task, labels = predictor.task, predictor.labels
+    y = label_ids(posts, task, labels)
+    pred = Predicted(posts, y, predictor.embed(posts, progress=progress))
+    guess = pred.outputs["probs"].argmax(1)
+    matrix = confusion(y, guess, len(labels))
+    fig = figure_from(lambda p: confusion_png(p, matrix, labels, f"{task} · {split}"),
+                      f"confusion_{split}.png", f"confusion matrix, {split}")
+    report.splits.append(SplitResult(split, task, labels, matrix, per_class(y, guess, labels), fig))
+    if task in recorded:
+        warning = consistency_warning(split, task, recorded[task], y, guess)
+        if warning:
+            report.warnings.append(warning)
+    return pred
+
+
 def build_report(run_dir: Path, *, overrides: list[str] | None = None, examples: int = 4,
                  projection: str = "auto", max_points: int = 2000, progress: bool = False) -> RunReport:
     """Everything the page shows, in memory; nothing is written."""
@@ -235,20 +254,8 @@ def build_report(run_dir: Path, *, overrides: list[str] | None = None, examples:
     predicted: dict[str, Predicted] = {}
     for split in ("dev", "test"):
         posts = data.splits.get(split) or []
-        if not posts:
-            continue
-        y = label_ids(posts, task, labels)
-        pred = Predicted(posts, y, predictor.embed(posts, progress=progress))
-        predicted[split] = pred
-        guess = pred.outputs["probs"].argmax(1)
-        matrix = confusion(y, guess, len(labels))
-        fig = figure_from(lambda p: confusion_png(p, matrix, labels, f"{task} · {split}"),
-                          f"confusion_{split}.png", f"confusion matrix, {split}")
-        report.splits.append(SplitResult(split, task, labels, matrix, per_class(y, guess, labels), fig))
-        if task in recorded.get(split, {}):
-            warning = consistency_warning(split, task, recorded[split][task], y, guess)
-            if warning:
-                report.warnings.append(warning)
+        if posts:
+            predicted[split] = predict_split(report, predictor, split, posts, recorded.get(split, {}), progress)
     if not predicted:
         report.warnings.append("The run's dev and test splits are empty now: no matrices, map or examples.")
         return report
