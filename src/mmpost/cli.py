@@ -178,7 +178,8 @@ def predict(
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and extend the run's feature cache (worth it for posts you will predict again); by default a chunk's features are thrown away.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "image_used"}` per line.
+    """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "image_used"}` per line
+    (a run with several tasks: `{"id", "image_used", "tasks": {task: {"label", "probs"}}}`).
 
     A post whose image is missing or unreadable is predicted from its text with the learned "no image" vector;
     `image_used` says so. The manifest is streamed: results go to `OUT.part` chunk by chunk, and `OUT` appears

@@ -79,8 +79,8 @@ def paragraphs(notes: Iterable[str], css_class: str = "note") -> str:
 
 
 def metrics_section(report: RunReport) -> str:
-    rows = [[esc(name), weighted_f1_cell(m, num), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]), num(m.get("n", ""))]
-            for name, m in report.metrics]
+    rows = [[esc(name), weighted_f1_cell(m, num), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]),
+             num(m.get("n", ""))] for name, m in report.metrics]
     headers = ["split · task", "weighted F1 (95% CI)", *(h for _, h in METRIC_COLUMNS[1:]), "n"]
     return ('<section id="metrics"><h2>Metrics</h2>' + table(headers, rows)
             + paragraphs([SCALE_NOTE, *report.metrics_notes]) + "</section>")

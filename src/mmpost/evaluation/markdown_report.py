@@ -47,8 +47,8 @@ def figure(fig: Figure, folder: str) -> str:
 
 
 def metrics_section(report: RunReport) -> str:
-    rows = [[md_escape(name), weighted_f1_cell(m, num), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]), num(m.get("n", ""))]
-            for name, m in report.metrics]
+    rows = [[md_escape(name), weighted_f1_cell(m, num), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]),
+             num(m.get("n", ""))] for name, m in report.metrics]
     headers = ["split · task", "weighted F1 (95% CI)", *(h for _, h in METRIC_COLUMNS[1:]), "n"]
     return "## Metrics\n\n" + table(headers, rows) + "\n" + "\n\n".join([SCALE_NOTE, *report.metrics_notes]) + "\n"
 

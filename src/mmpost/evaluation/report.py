@@ -22,8 +22,8 @@ def fmt(x: float) -> str:
 
 def metrics_table(rows: Sequence[tuple[str, dict[str, float]]]) -> str:
     head = "| | weighted F1 | macro F1 | accuracy | MCC | n |\n|---|---:|---:|---:|---:|---:|\n"
-    return head + "".join(f"| {name} | {weighted_f1_cell(m, fmt, '95% CI ')} | {fmt(m['macro_f1'])} | {fmt(m['accuracy'])} | "
-                          f"{fmt(m['mcc'])} | {m['n']} |\n" for name, m in rows)
+    return head + "".join(f"| {name} | {weighted_f1_cell(m, fmt, '95% CI ')} | {fmt(m['macro_f1'])} | "
+                          f"{fmt(m['accuracy'])} | {fmt(m['mcc'])} | {m['n']} |\n" for name, m in rows)
 
 
 def per_class_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -21,7 +21,7 @@ from mmpost.serve.body_limit import BodyLimit
 from mmpost.serve.errors import RequestRejected
 from mmpost.serve.limits import OPTION, ServeLimits
 from mmpost.serve.payload import PostInput, from_form, from_json
-from mmpost.serve.schemas import BatchIn, BatchOut, ErrorOut, HealthOut, ModelOut, PostIn, PredictionOut
+from mmpost.serve.schemas import BatchIn, ErrorOut, HealthOut, ModelOut, PostIn, prediction_models
 from mmpost.serve.service import PredictionService
 
 REFUSALS = {413: {"model": ErrorOut, "description": "Over a size limit"},
@@ -82,11 +82,11 @@ def create_app(run: str | Path | Predictor, limits: ServeLimits | None = None) -
 
 def new_app(service: PredictionService, limits: ServeLimits) -> FastAPI:
     """The bare application: its title and description for the docs, the service, the body limit."""
-    predictor = service.predictor
+    tasks = "; ".join(f"**{t.name}** ({', '.join(t.labels)}{'; several at once' if t.multi_label else ''})"
+                      for t in service.predictor.tasks)
     app = FastAPIOffline(
         title="mmpost", version=__version__,
-        description=f"Predicts **{predictor.task}** ({', '.join(predictor.labels)}) for posts with a text and "
-                    f"an image, with the run `{service.run_name}`.")
+        description=f"Predicts {tasks} for posts with a text and an image, with the run `{service.run_name}`.")
     app.state.service = service
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes,
                        message=f"the request body is larger than {limits.max_body_bytes:,} bytes "
@@ -135,7 +135,10 @@ def check_batch_size(n_posts: int, limits: ServeLimits) -> None:
 
 
 def add_predict_routes(app: FastAPI, service: PredictionService, limits: ServeLimits) -> None:
-    @app.post("/predict", response_model=PredictionOut, responses=REFUSALS, openapi_extra=PREDICT_BODY,
+    """``/predict`` and ``/predict/batch``; their answers are documented for this run's number of tasks."""
+    one_out, batch_out = prediction_models(len(service.predictor.tasks))
+
+    @app.post("/predict", response_model=one_out, responses=REFUSALS, openapi_extra=PREDICT_BODY,
               summary="Predict one post")
     async def predict(request: Request) -> dict:
         """A multipart form (`text`, an `image` file, optional `id`; a form without a file may also be sent
@@ -143,7 +146,7 @@ def add_predict_routes(app: FastAPI, service: PredictionService, limits: ServeLi
         post = await read_post(request, limits)
         return (await run_in_threadpool(service.predict, [post]))[0]
 
-    @app.post("/predict/batch", response_model=BatchOut, responses=REFUSALS, summary="Predict several posts")
+    @app.post("/predict/batch", response_model=batch_out, responses=REFUSALS, summary="Predict several posts")
     async def predict_batch(body: BatchIn) -> dict:
         """JSON `{"posts": [{text, image (base64), id}, ...]}`, at most the server's `max_batch` posts. A bad
         post rejects the whole batch; the message names it."""
@@ -160,7 +163,9 @@ def add_status_routes(app: FastAPI, service: PredictionService) -> None:
     async def health() -> dict:
         """The model is loaded and has made a warm-up prediction before the server accepts connections, so a
         server that answers is ready."""
-        return {"status": "ok", "run": service.run_name, "task": service.predictor.task}
+        predictor = service.predictor
+        return {"status": "ok", "run": service.run_name, "task": predictor.task,
+                "tasks": [t.name for t in predictor.tasks]}
 
     @app.get("/model", response_model=ModelOut, summary="Labels, training config and limits")
     async def model() -> dict:
