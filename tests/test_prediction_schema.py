@@ -146,9 +146,26 @@ class SecondHead(torch.nn.Module):
         return out
 
 
+def with_second_head(predictor: Predictor) -> Predictor:
+    predictor.model = SecondHead(predictor.model).eval()
+    return predictor
+
+
 def two_task_predictor(run_dir) -> Predictor:
     """A loaded run that predicts two tasks: its own (``mood``) and a fake multi-label ``topics``."""
     predictor = Predictor(run_dir)
     predictor.tasks = [predictor.tasks[0], TOPICS]
-    predictor.model = SecondHead(predictor.model).eval()
-    return predictor
+    return with_second_head(predictor)
+
+
+def two_task_run(run_dir, copy, monkeypatch):
+    """A copy of a one-task run whose ``labels.json`` names two tasks (the new shape), loaded as a model with
+    two heads would be: the one-head model of today's tree is built and given :class:`SecondHead`."""
+    import shutil
+
+    import mmpost.apps.predictor as predictor_module
+    shutil.copytree(run_dir, copy)
+    mood = run_tasks(run_dir)[0]
+    (copy / "labels.json").write_text(json.dumps(tasks_to_json([mood, TOPICS])))
+    monkeypatch.setattr(predictor_module, "model_classes", lambda tasks: len(tasks[0].labels))
+    return copy, lambda folder: with_second_head(Predictor(folder))

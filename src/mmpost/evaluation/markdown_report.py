@@ -18,7 +18,9 @@ from mmpost.evaluation.report_content import (
     RunReport,
     SplitResult,
     empty_class_note,
+    error_heading,
     history_columns,
+    splits_by_task,
 )
 
 MAX_TEXT_CHARS = 300
@@ -53,19 +55,28 @@ def metrics_section(report: RunReport) -> str:
     return "## Metrics\n\n" + table(headers, rows) + "\n" + "\n\n".join([SCALE_NOTE, *report.metrics_notes]) + "\n"
 
 
-def split_block(s: SplitResult, folder: str) -> str:
+def split_block(s: SplitResult, folder: str, level: str = "###") -> str:
     labels = [md_escape(x) for x in s.labels]
     conf = table(["true \\\\ predicted", *labels], ([labels[i], *(str(v) for v in row)]
-                                                    for i, row in enumerate(s.confusion)))
+                                                    for i, row in enumerate(s.confusion))) if s.confusion else ""
     per = table(["label", "precision", "recall", "F1", "support"],
                 ([md_escape(r["label"]), num(r["precision"]), num(r["recall"]), num(r["f1"]), str(r["support"])]
                  for r in s.per_class))
     fig = figure(s.figure, folder) + "\n" if s.figure else ""
-    return f"\n### {md_escape(s.split)} · {md_escape(s.task)}\n\n{fig}{conf}\n{per}"
+    return f"\n{level} {md_escape(s.split)} · {md_escape(s.task)}\n\n{fig}{conf}\n{per}"
+
+
+def confusion_blocks(report: RunReport, folder: str) -> list[str]:
+    """One block per split × task; with several tasks, grouped under one heading per task."""
+    groups = splits_by_task(report)
+    if len(groups) <= 1:
+        return [split_block(s, folder) for s in report.splits]
+    return [f"\n### Task {md_escape(task)}\n" + "".join(split_block(s, folder, "####") for s in splits)
+            for task, splits in groups.items()]
 
 
 def class_block(c: ClassErrorSection, folder: str) -> str:
-    head = f"\n### true {md_escape(c.label)} · {c.n_errors} of {c.support} wrong\n\n"
+    head = f"\n### {md_escape(error_heading(c))}\n\n"
     if not c.examples:
         return head + empty_class_note(c) + "\n"
     rows = []
@@ -83,7 +94,7 @@ def render_markdown(report: RunReport, figures_folder: str) -> str:
     parts = [f"# {md_escape(report.title)}\n\n", "".join(f"{f}  \n" for f in report.facts), "\n"]
     parts += [f"> **Note.** {w}\n\n" for w in report.warnings]
     parts += [metrics_section(report), "\n## Confusion matrices\n"]
-    parts += [split_block(s, figures_folder) for s in report.splits] or [
+    parts += confusion_blocks(report, figures_folder) or [
         "\nNo confusion matrix: the run's posts could not be read again (see the note above).\n"]
     parts.append("\n## Training curves\n\n")
     if report.curves:
