@@ -19,6 +19,7 @@ from mmpost.evaluation.predictions import (
     run_tasks,
     tasks_from_json,
     tasks_to_json,
+    write_predictions,
 )
 from mmpost.models.output import ModelOutput
 
@@ -99,6 +100,24 @@ def test_records_of_a_batch_round_on_request_and_check_their_sizes():
         prediction_record("a", [MOOD, TOPICS], {"mood": [0.2, 0.3, 0.5]}, True)
     with pytest.raises(ValueError, match="2 probabilities for 3 labels"):
         prediction_record("a", [MOOD], {"mood": [0.5, 0.5]}, True)
+
+
+def test_predictions_are_written_as_json_lines_in_one_step(tmp_path):
+    recs = prediction_records(["é", "b"], [MOOD], {"mood": [[0.1, 0.2, 0.7], [0.3, 0.3, 0.4]]}, [True, False],
+                              [{"mood": "red"}, {}])
+    path = write_predictions(tmp_path / "test_predictions.jsonl", recs)
+    text = path.read_text(encoding="utf-8")
+    assert [json.loads(line) for line in text.splitlines()] == recs and '"é"' in text
+    assert [p.name for p in tmp_path.iterdir()] == ["test_predictions.jsonl"]       # no temporary file left
+
+
+def test_the_schema_loads_without_the_apps_the_engine_or_the_cli():
+    import subprocess
+    import sys
+    code = ("import sys, mmpost.evaluation.predictions; "
+            "print(sorted(m for m in sys.modules if m.startswith(('mmpost.apps', 'mmpost.engine', 'mmpost.cli'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # --- from a model's output ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from mmpost.atomic import atomic_write_json
 from mmpost.config import ColumnsConfig, load_config, resolve
 from mmpost.data.manifest import ColumnMapping, iter_manifest
 from mmpost.data.post import Post
+from mmpost.evaluation.predictions import prediction_line
 from mmpost.progress import bar as progress_bar
 
 DECIMALS = 6        # probabilities in the file: enough to rank and threshold, short enough to read
@@ -136,7 +137,7 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
             probs, has_image = _predict_chunk(predictor, posts_of_chunk, batch_size=batch_size, cache=cache)
             records = predictor.records([p.id for p in posts_of_chunk], probs, has_image, decimals=DECIMALS)
             counts["without_image"] += int((~has_image.astype(bool)).sum())
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            f.writelines(prediction_line(r) for r in records)
             f.flush()
             os.fsync(f.fileno())          # a crash loses at most the chunk in progress
             counts["posts"] += len(posts_of_chunk)

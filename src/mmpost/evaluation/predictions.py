@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmpost.atomic import atomic_write_text
+
 MULTI_LABEL_THRESHOLD = 0.5
 LABELS_FILE = "labels.json"
 
@@ -165,3 +167,19 @@ def record_tasks(record: Mapping[str, Any], tasks: Sequence[Task]) -> dict[str, 
     if len(tasks) != 1:
         raise ValueError(f"post {record.get('id')}: a one-task record, but the run has {len(tasks)} tasks")
     return {tasks[0].name: {k: record[k] for k in ("label", "probs", "gold") if k in record}}
+
+
+# ------------------------------------------------------------------------------------------------ JSON lines
+
+
+def prediction_line(record: Mapping[str, Any]) -> str:
+    """One record as a line of a predictions file (JSON, non-ASCII text kept as is, ending in a newline)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_predictions(path: str | Path, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write records as JSON lines in one atomic step: the file is either the old one or complete. (``mmpost
+    predict`` streams instead, with the same lines, through its part file.)"""
+    path = Path(path)
+    atomic_write_text(path, "".join(prediction_line(r) for r in records))
+    return path
