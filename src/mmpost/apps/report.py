@@ -51,7 +51,7 @@ class ReportFiles:
 
 @dataclass
 class Predicted:
-    """One split predicted again by the loaded model: ``y`` the first task's label ids (what the map colours),
+    """One split predicted again by the loaded model: ``y`` the label ids of the map's task (:func:`map_task`),
     ``outputs`` what :meth:`Predictor.embed` gives, ``scores`` every task's."""
 
     posts: list[Post]
