@@ -22,12 +22,16 @@ from mmpost.apps.report import build_report, output_paths, write_run_report
 from mmpost.apps.train import train
 from mmpost.cli import app
 from mmpost.config import load_config
+from mmpost.data.post import Post
 from mmpost.evaluation.embedding_map import choose_projection, project_2d
 from mmpost.evaluation.error_examples import errors_by_class
 from mmpost.evaluation.markdown_report import md_escape
 from mmpost.evaluation.plots import curve_panels
+from mmpost.evaluation.predictions import Task
 from mmpost.evaluation.run_files import chosen_epoch, read_log
+from mmpost.evaluation.task_scores import score_task
 from tests.conftest import tiny_overrides, write_toy_csv
+from tests.test_prediction_schema import two_task_run
 
 EVIL = '<script>alert("x")</script> <b>bold</b> a | b & c *star*'
 SECTIONS = {"metrics", "confusion", "curves", "embeddings", "errors"}
@@ -269,3 +273,43 @@ def test_report_renders_in_headless_chromium(image_run, tmp_path):
     assert shot.std() > 10 and non_white > 0.03, (shot.std(), non_white)
     # the figures were decoded and drawn: removing them takes away most of the colour on the page
     assert coloured(shot) > 20_000 and coloured(shot) > 5 * coloured(bare), (coloured(shot), coloured(bare))
+
+
+def test_a_multi_label_task_is_scored_on_every_label_over_the_threshold():
+    topics = Task("topics", ("sport", "food", "news"), multi_label=True)
+    posts = [Post("a", "", labels={"topics": ["sport", "food"]}), Post("b", "", labels={"topics": ["news"]}),
+             Post("c", "", labels={"topics": []}), Post("d", "")]               # d: no gold, not scored
+    probs = np.array([[0.9, 0.6, 0.1], [0.2, 0.1, 0.4], [0.1, 0.2, 0.3], [0.9, 0.9, 0.9]])
+    s = score_task(topics, posts, probs)
+    assert s.confusion is None and s.metrics["n"] == 3
+    assert s.metrics["accuracy"] == pytest.approx(2 / 3)                # a and c exactly right, b misses news
+    assert [r["support"] for r in s.per_class] == [1, 1, 1] and s.per_class[2]["recall"] == 0
+    assert set(s.metrics) == {"weighted_f1", "macro_f1", "accuracy", "mcc", "n"}
+    with pytest.raises(ValueError, match="post x: field labels.topics: \\['golf'\\]"):
+        score_task(topics, [Post("x", "", labels={"topics": ["golf"]})], probs[:1])
+    single = score_task(Task("mood", ("red", "blue")), [Post("a", "", labels={"mood": "blue"}),
+                                                         Post("b", "", labels={"mood": "red"})],
+                        np.array([[0.3, 0.7], [0.6, 0.4]]), interval=True)
+    assert single.metrics["accuracy"] == 1 and single.metrics["weighted_f1_ci95"] == [1.0, 1.0]
+    assert single.confusion == [[1, 0], [0, 1]]
+
+
+def test_evaluate_and_the_run_report_show_every_task(image_run, tmp_path, monkeypatch):
+    import mmpost.apps.evaluate as evaluate_app
+    import mmpost.apps.report as report_app
+    run, load_two_heads = two_task_run(image_run, tmp_path / "two", monkeypatch)
+    monkeypatch.setattr(evaluate_app, "Predictor", load_two_heads)
+    monkeypatch.setattr(report_app, "Predictor", load_two_heads)
+    metrics, out = evaluate_app.evaluate(run, progress=False)
+    assert list(metrics["test"]) == ["mood", "topics"] and metrics["test"]["topics"]["n"] == 0   # no topic gold
+    assert "weighted_f1_ci95" in metrics["test"]["mood"]
+    text = (out / "report.md").read_text()
+    assert text.index("## Task `mood`") < text.index("### Metrics") < text.index("## Task `topics`")
+    assert (out / "confusion_test_mood.png").exists() and not list(out.glob("*topics*.png"))
+    assert "several labels of this task" in text
+    files = write_run_report(run, tmp_path / "two.html")
+    page = " ".join(parse(files.html.read_text(encoding="utf-8")).text)
+    assert "Task mood" in page and "Task topics" in page and "mood · true" in page
+    md = files.markdown.read_text(encoding="utf-8")
+    assert "### Task mood" in md and "#### test · topics" in md and "confusion_test_mood.png" in md
+

@@ -23,6 +23,7 @@ from mmpost.apps.predict import iter_manifest, predict_file
 from mmpost.apps.predictor import Predictor
 from mmpost.data.manifest import ColumnMapping, ManifestError, load_manifest
 from tests.conftest import TinyImageTower, tiny_overrides, write_toy_csv
+from tests.test_prediction_schema import two_task_predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 N_POSTS = 45
@@ -68,7 +69,7 @@ def _lines(path: Path) -> list[dict]:
 def _spy_chunks(monkeypatch, fail_on: int | None = None) -> list[list[str]]:
     """Record the post ids of every chunk handed to the model; raise on chunk ``fail_on`` (1-based)."""
     seen: list[list[str]] = []
-    real = Predictor.predict_with_mask
+    real = Predictor.predict_tasks
 
     def spy(self, posts, **kwargs):
         seen.append([p.id for p in posts])
@@ -76,7 +77,7 @@ def _spy_chunks(monkeypatch, fail_on: int | None = None) -> list[list[str]]:
             raise RuntimeError("injected failure")
         return real(self, posts, **kwargs)
 
-    monkeypatch.setattr(Predictor, "predict_with_mask", spy)
+    monkeypatch.setattr(Predictor, "predict_tasks", spy)
     return seen
 
 
@@ -148,6 +149,20 @@ def test_chunks_are_predicted_and_written_as_they_go(trained, tmp_path, monkeypa
     assert len(sorted(cache.rglob("shard-*"))) > len(before)
 
 
+def test_a_run_with_several_tasks_writes_every_task_per_line(trained, tmp_path, monkeypatch):
+    import mmpost.apps.predict as predict_app
+    run, data = trained
+    monkeypatch.setattr(predict_app, "Predictor", two_task_predictor)
+    out = tmp_path / "tasks.jsonl"
+    counts = predict_file(run, str(data), out, chunk=20, progress=False)
+    rows = _lines(out)
+    assert counts["posts"] == N_POSTS and [r["id"] for r in rows] == [f"n{i}" for i in range(N_POSTS)]
+    assert all(list(r) == ["id", "image_used", "tasks"] and list(r["tasks"]) == ["mood", "topics"] for r in rows)
+    topics = [r["tasks"]["topics"] for r in rows]
+    assert all(t["label"] == [k for k, p in t["probs"].items() if p >= 0.5] for t in topics)
+    assert not list(tmp_path.glob("*.part*"))
+
+
 def test_a_rerun_after_a_failure_skips_the_finished_posts(trained, tmp_path, monkeypatch):
     run, data = trained
     clean = tmp_path / "clean.jsonl"
@@ -214,11 +229,11 @@ def test_a_killed_process_resumes_where_it_stopped(trained, tmp_path):
 if __name__ == "__main__":
     import tests.conftest  # noqa: F401  (registers the tiny towers)
     from mmpost.cli import main
-    real = Predictor.predict_with_mask
+    real = Predictor.predict_tasks
 
     def slowly(self, posts, **kwargs):
         time.sleep(0.3)         # a test kills this process mid-run
         return real(self, posts, **kwargs)
 
-    Predictor.predict_with_mask = slowly  # type: ignore[method-assign]
+    Predictor.predict_tasks = slowly  # type: ignore[method-assign]
     main()

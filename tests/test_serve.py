@@ -22,10 +22,12 @@ from mmpost.apps.train import train
 from mmpost.cli import app as cli_app
 from mmpost.config import load_config
 from mmpost.data.post import Post
+from mmpost.evaluation.predictions import run_tasks
 from mmpost.serve.app import create_app
 from mmpost.serve.limits import ServeLimits
 from mmpost.serve.service import PredictionService
 from tests.conftest import tiny_overrides, write_toy_csv
+from tests.test_prediction_schema import two_task_predictor
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +86,11 @@ def refused(response, status: int, *needles: str) -> str:
 
 def test_health_and_model_describe_the_run(client, run):
     h = client.get("/health")
-    assert h.status_code == 200 and h.json() == {"status": "ok", "run": "served", "task": "mood"}
+    assert h.status_code == 200 and h.json() == {"status": "ok", "run": "served", "task": "mood", "tasks": ["mood"]}
     m = client.get("/model").json()
     assert m["run"] == "served" and m["task"] == "mood"
-    assert m["labels"] == json.loads((run["dir"] / "labels.json").read_text())["labels"]
+    labels = list(run_tasks(run["dir"])[0].labels)
+    assert m["labels"] == labels and m["tasks"] == [{"name": "mood", "labels": labels, "multi_label": False}]
     assert m["config"]["model"]["name"] == "conc" and m["config"]["text_encoder"]["name"] == "tiny-text"
     assert m["config"]["objectives"]["itc"] is False and m["config"]["train"]["epochs"] == 2
     assert m["metrics"] == json.loads((run["dir"] / "metrics.json").read_text())
@@ -142,6 +145,41 @@ def test_batch_predicts_in_order(client, run):
     for post, pred in zip(posts, preds):
         alone = client.post("/predict", json={k: v for k, v in post.items() if k != "id"}).json()
         assert list(pred["probs"].values()) == pytest.approx(list(alone["probs"].values()), abs=1e-5)
+
+
+def test_the_loaded_run_gives_records_of_the_one_schema(predictor, run):
+    posts = [Post(id="a", text="a post about thing 0", images=[str(run["imgs"] / "p0.png")], labels={"mood": "red"}),
+             Post(id="b", text="no picture")]
+    records = predictor.predict(posts)
+    probs = predictor.predict_proba(posts)
+    assert [list(r) for r in records] == [["id", "label", "probs", "image_used", "gold"],
+                                          ["id", "label", "probs", "image_used"]]
+    assert records[0]["gold"] == "red" and [r["image_used"] for r in records] == [True, False]
+    assert np.allclose([list(r["probs"].values()) for r in records], probs, atol=1e-7)
+
+
+def test_a_run_with_several_tasks_answers_every_task(run):
+    predictor = two_task_predictor(run["dir"])
+    image = b64((run["imgs"] / "p1.png").read_bytes())
+    with TestClient(create_app(predictor)) as c:
+        got = c.post("/predict", json={"id": "a", "text": "thing 1", "image": image}).json()
+        assert list(got) == ["id", "image_used", "tasks"] and list(got["tasks"]) == ["mood", "topics"]
+        mood, topics = got["tasks"]["mood"], got["tasks"]["topics"]
+        assert mood["label"] == max(mood["probs"], key=mood["probs"].get)
+        assert sum(mood["probs"].values()) == pytest.approx(1, abs=1e-5)
+        assert topics["label"] == [k for k, p in topics["probs"].items() if p >= 0.5]     # independent sigmoids
+        batch = c.post("/predict/batch", json={"posts": [{"text": "thing 1", "image": image}, {"text": "x"}]})
+        in_batch = batch.json()["predictions"][0]["tasks"]           # the same up to padding's float rounding
+        assert batch.status_code == 200 and list(in_batch) == ["mood", "topics"]
+        for name, alone in got["tasks"].items():
+            assert in_batch[name]["label"] == alone["label"]
+            assert in_batch[name]["probs"] == pytest.approx(alone["probs"], abs=1e-5)
+        assert c.get("/health").json()["tasks"] == ["mood", "topics"]
+        assert c.get("/model").json()["tasks"][1] == {"name": "topics", "labels": ["sport", "food"],
+                                                      "multi_label": True}
+        spec = c.get("/openapi.json").json()
+        answer = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer["$ref"].endswith("/TasksPredictionOut")
 
 
 def test_openapi_documents_every_endpoint_and_the_docs_page_works_offline(client):
@@ -281,7 +319,7 @@ def test_concurrent_requests_give_the_sequential_answers_and_never_share_the_mod
 
     sequential = [request(i) for i in range(24)]
     service: PredictionService = client.app.state.service
-    real = service.predictor.predict_with_mask
+    real = service.predictor.predict_tasks
     state = {"in_model": 0, "max_in_model": 0, "in_flight": 0, "max_in_flight": 0}
     guard = threading.Lock()
 
@@ -307,7 +345,7 @@ def test_concurrent_requests_give_the_sequential_answers_and_never_share_the_mod
         finally:
             bump("in_flight", -1)
 
-    monkeypatch.setattr(service.predictor, "predict_with_mask", watched_model)
+    monkeypatch.setattr(service.predictor, "predict_tasks", watched_model)
     monkeypatch.setattr(service, "predict", watched_request)
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(request, range(24)))

@@ -49,10 +49,8 @@ def _table(title: str, headers: list[str], rows: list[list[str]], left: int = 2)
 
 
 def _metrics_table(title: str, metrics: dict) -> None:
-    def wf1(m: dict) -> str:
-        ci = m.get("weighted_f1_ci95")
-        return f"{m['weighted_f1']:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
-    rows = [[split, task, wf1(m), f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}", f"{m['mcc']:.3f}", str(m["n"])]
+    from mmpost.evaluation.formatting import weighted_f1_cell
+    rows = [[split, task, weighted_f1_cell(m), f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}", f"{m['mcc']:.3f}", str(m["n"])]
             for split, tasks in metrics.items() for task, m in tasks.items()]
     _table(title, ["split", "task", "weighted F1 (95% CI)", "macro F1", "accuracy", "MCC", "n"], rows)
 
@@ -180,7 +178,8 @@ def predict(
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and extend the run's feature cache (worth it for posts you will predict again); by default a chunk's features are thrown away.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "image_used"}` per line.
+    """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "image_used"}` per line
+    (a run with several tasks: `{"id", "image_used", "tasks": {task: {"label", "probs"}}}`).
 
     A post whose image is missing or unreadable is predicted from its text with the learned "no image" vector;
     `image_used` says so. The manifest is streamed: results go to `OUT.part` chunk by chunk, and `OUT` appears

@@ -1,17 +1,15 @@
-"""Evaluate a finished run on its own test split or on another manifest."""
+"""Evaluate a finished run on its own test split or on another manifest: every task of the run."""
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
 from mmpost.apps.predictor import Predictor
-from mmpost.apps.prepare import prepare
+from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.config import load_config
-from mmpost.data.dataset import label_ids
-from mmpost.evaluation.metrics import classification_metrics, confusion, per_class
 from mmpost.evaluation.plots import confusion_png
-from mmpost.evaluation.report import write_metrics, write_report
-from mmpost.evaluation.uncertainty import weighted_f1_ci
+from mmpost.evaluation.report import TaskReport, write_metrics, write_tasks_report
+from mmpost.evaluation.task_scores import TaskScore, confusion_file, score_task
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] | None = None,
@@ -23,12 +21,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] 
     """
     run_dir = Path(run_dir)
     predictor = Predictor(run_dir)
-    cfg = load_config(run_dir / "config.yaml", overrides)
-    dcfg = cfg.data
-    if data is not None:
-        p = Path(data).expanduser()
-        dcfg = replace(dcfg, source="manifest", path=str(p.resolve()) if p.exists() else data, limit=None)
-    prepared = prepare(dcfg, predictor.task, labels=predictor.labels, progress=progress, require_splits=False)
+    prepared = _prepared(run_dir, predictor, data, overrides, progress)
     if data is not None:
         posts = [p for s in prepared.splits.values() for p in s]
         split, out = "all", run_dir / "evaluations" / Path(data).stem
@@ -36,18 +29,34 @@ def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] 
         posts, split, out = prepared.splits["test"], "test", run_dir / "evaluations" / "test"
     if not posts:
         raise ValueError("no labelled posts to evaluate")
-    probs = predictor.predict_proba(posts, progress=progress)
-    y = label_ids(posts, predictor.task, predictor.labels)
-    pred = probs.argmax(1)
-    k = len(predictor.labels)
-    metrics = {split: {predictor.task: classification_metrics(y, pred, k)}}
-    metrics[split][predictor.task]["weighted_f1_ci95"] = list(weighted_f1_ci(y, pred, k))
+    probs, _ = predictor.predict_tasks(posts, progress=progress)
+    scores = [score_task(t, posts, probs[t.name], interval=True) for t in predictor.tasks]
+    metrics = {split: {s.task.name: s.metrics for s in scores}}
     out.mkdir(parents=True, exist_ok=True)
-    matrix = confusion(y, pred, k)
-    confusion_png(out / f"confusion_{split}.png", matrix, predictor.labels, f"{predictor.task} · {split}")
+    _confusion_figures(out, split, scores)
     write_metrics(out, metrics)
-    write_report(out, title=f"Evaluation of {run_dir.name} on {data or 'its test split'}", task=predictor.task,
-                 labels=predictor.labels, split_metrics={split: metrics[split][predictor.task]}, baseline=None,
-                 per_class_rows={split: per_class(y, pred, predictor.labels)},
-                 confusions={split: matrix}, notes=prepared.notes)
+    write_tasks_report(out, title=f"Evaluation of {run_dir.name} on {data or 'its test split'}",
+                       tasks=[_task_report(split, s) for s in scores], notes=prepared.notes)
     return metrics, out
+
+
+def _prepared(run_dir: Path, predictor: Predictor, data: str | None, overrides: list[str] | None,
+              progress: bool) -> PreparedData:
+    """The posts to evaluate, read as the run's first task reads them (its labels checked)."""
+    dcfg = load_config(run_dir / "config.yaml", overrides).data
+    if data is not None:
+        p = Path(data).expanduser()
+        dcfg = replace(dcfg, source="manifest", path=str(p.resolve()) if p.exists() else data, limit=None)
+    return prepare(dcfg, predictor.task, labels=predictor.labels, progress=progress, require_splits=False)
+
+
+def _confusion_figures(out: Path, split: str, scores: list[TaskScore]) -> None:
+    for s in scores:
+        if s.confusion is not None:
+            confusion_png(out / confusion_file(split, s.task.name, len(scores)), s.confusion, list(s.task.labels),
+                          f"{s.task.name} · {split}")
+
+
+def _task_report(split: str, s: TaskScore) -> TaskReport:
+    return TaskReport(s.task.name, list(s.task.labels), {split: s.metrics}, {split: s.per_class},
+                      {split: s.confusion} if s.confusion is not None else {}, multi_label=s.task.multi_label)

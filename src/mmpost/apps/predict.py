@@ -27,7 +27,10 @@ from mmpost.atomic import atomic_write_json
 from mmpost.config import ColumnsConfig, load_config, resolve
 from mmpost.data.manifest import ColumnMapping, iter_manifest
 from mmpost.data.post import Post
+from mmpost.evaluation.predictions import prediction_line
 from mmpost.progress import bar as progress_bar
+
+DECIMALS = 6        # probabilities in the file: enough to rank and threshold, short enough to read
 
 # ------------------------------------------------------------------------------------------------------ chunks
 
@@ -102,7 +105,9 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
                  chunk: int = 1024, batch_size: int = 128, cache: bool = False,
                  progress: bool = True) -> dict[str, int]:
     """Read ``data`` with the run's column mapping (label columns are not needed), predict every post and write
-    one JSON object per line: ``{"id", "label", "probs": {label: p}, "image_used"}``, in the data's order.
+    one prediction record (:mod:`mmpost.evaluation.predictions`) per line, in the data's order: ``{"id",
+    "label", "probs": {label: p}, "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}``
+    for several. Probabilities are rounded to 6 decimals.
 
     Returns counts: ``posts`` (all), ``without_image``, ``resumed`` (lines kept from an interrupted run)."""
     if chunk < 1:
@@ -111,7 +116,8 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     predictor = Predictor(run_dir)
     manifest, mapping = _manifest(run_dir, data, overrides)
     part, owner_file = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.json")
-    owner = {"run": str(run_dir.resolve()), "data": str(Path(manifest).resolve()), "labels": predictor.labels,
+    labels = predictor.labels if len(predictor.tasks) == 1 else {t.name: list(t.labels) for t in predictor.tasks}
+    owner = {"run": str(run_dir.resolve()), "data": str(Path(manifest).resolve()), "labels": labels,
              "overrides": list(overrides or [])}
     stream = iter_manifest(manifest, mapping)
     first = next(stream, None)            # a file that cannot be read fails here, before anything is written
@@ -129,11 +135,9 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     with open(part, "a", encoding="utf-8") as f:
         for posts_of_chunk in chunks(posts, chunk):
             probs, has_image = _predict_chunk(predictor, posts_of_chunk, batch_size=batch_size, cache=cache)
-            for post, row, used in zip(posts_of_chunk, probs, has_image):
-                counts["without_image"] += int(not used)
-                f.write(json.dumps({"id": post.id, "label": predictor.labels[int(row.argmax())],
-                                    "probs": {k: round(float(v), 6) for k, v in zip(predictor.labels, row)},
-                                    "image_used": bool(used)}, ensure_ascii=False) + "\n")
+            records = predictor.records([p.id for p in posts_of_chunk], probs, has_image, decimals=DECIMALS)
+            counts["without_image"] += int((~has_image.astype(bool)).sum())
+            f.writelines(prediction_line(r) for r in records)
             f.flush()
             os.fsync(f.fileno())          # a crash loses at most the chunk in progress
             counts["posts"] += len(posts_of_chunk)
@@ -154,7 +158,8 @@ def _manifest(run_dir: Path, data: str, overrides: list[str] | None) -> tuple[st
 
 
 def _predict_chunk(predictor: Predictor, posts: list[Post], *, batch_size: int, cache: bool):
+    """({task: [N, C] probabilities}, [N] image used) for one chunk."""
     if cache:
-        return predictor.predict_with_mask(posts, batch_size=batch_size)
+        return predictor.predict_tasks(posts, batch_size=batch_size)
     with tempfile.TemporaryDirectory(prefix="mmpost-predict-") as scratch:
-        return predictor.predict_with_mask(posts, batch_size=batch_size, cache_dir=scratch)
+        return predictor.predict_tasks(posts, batch_size=batch_size, cache_dir=scratch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,73 +16,131 @@ from mmpost.config import RunConfig, load_config
 from mmpost.data.dataset import unwrap
 from mmpost.data.post import Post
 from mmpost.engine.checkpoint import load_weights
+from mmpost.evaluation.predictions import Task, prediction_records, run_tasks
+from mmpost.models.output import ModelOutput
+
+
+def model_classes(tasks: Sequence[Task]) -> int | dict[str, int]:
+    """What ``build_model`` is given as ``num_classes``: the class count of a one-task run (as runs saved before
+    several tasks were built), ``{task: classes}`` in task order for several."""
+    if len(tasks) == 1:
+        return len(tasks[0].labels)
+    return {t.name: len(t.labels) for t in tasks}
+
+
+def task_logits(output: ModelOutput, tasks: Sequence[Task]) -> dict[str, torch.Tensor]:
+    """Every task's logits, in task order. A model that has one head only gives ``logits``: that is the first
+    (and only) task's."""
+    by_task = getattr(output, "task_logits", None)
+    if by_task is None:
+        if len(tasks) != 1:
+            raise ValueError(f"the run has {len(tasks)} tasks but the model gave the logits of one")
+        return {tasks[0].name: output.logits}
+    missing = [t.name for t in tasks if t.name not in by_task]
+    if missing:
+        raise ValueError(f"the model gave no logits for task(s) {', '.join(missing)}")
+    return {t.name: by_task[t.name] for t in tasks}
+
+
+def probabilities(logits: torch.Tensor, task: Task) -> np.ndarray:
+    """[B, C] probabilities: a softmax over a task's labels, or one sigmoid per label for a multi-label task."""
+    logits = logits.float()
+    return (logits.sigmoid() if task.multi_label else logits.softmax(-1)).numpy()
 
 
 class Predictor:
     def __init__(self, run_dir: str | Path) -> None:
-        import json
         self.run_dir = Path(run_dir)
         for needed in ("config.yaml", "labels.json", "model.safetensors"):
             if not (self.run_dir / needed).exists():
                 raise FileNotFoundError(f"{self.run_dir} is not a finished mmpost run: {needed} is missing")
         self.config: RunConfig = load_config(self.run_dir / "config.yaml")
-        info = json.loads((self.run_dir / "labels.json").read_text())
-        self.task: str = info["task"]
-        self.labels: list[str] = info["labels"]
+        self.tasks: list[Task] = run_tasks(self.run_dir)
+        self.task: str = self.tasks[0].name                    # the first task: what one-task callers read
+        self.labels: list[str] = list(self.tasks[0].labels)
         cfg = self.config
         self.text_tower = build_tower(cfg.text_encoder)
         self.image_tower = build_tower(cfg.image_encoder)
-        self.model = build_model(cfg.model, self.text_tower, self.image_tower, len(self.labels))
+        self.model = build_model(cfg.model, self.text_tower, self.image_tower, model_classes(self.tasks))
         state = load_weights(self.run_dir / "model.safetensors")
         missing_unexpected = self.model.load_state_dict(state, strict=False)
         if missing_unexpected.unexpected_keys:
             raise ValueError(f"{self.run_dir}: weights do not fit the model: {missing_unexpected.unexpected_keys[:5]}")
         self.model.eval()
 
-    @torch.inference_mode()
-    def predict_with_mask(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False,
-                          cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities [N, C] (columns in the order of ``self.labels``) and, per post, whether an image
-        was used (False: no image, or none readable — the learned "no image" vector stood in).
-        ``cache_dir`` replaces the run's feature cache for these posts: a server passes a throwaway folder per
-        request, so that serving never grows (nor rescans) the shared cache."""
+    def _loader(self, posts: Sequence[Post], batch_size: int, progress: bool,
+                cache_dir: str | Path | None = None) -> tuple[DataLoader, Any]:
         cfg = replace(self.config, progress=progress, cache_dir=str(cache_dir) if cache_dir else self.config.cache_dir)
         datasets, _ = build_datasets({"all": posts}, {"all": np.full(len(posts), -1)}, cfg,
                                      self.text_tower, self.image_tower)
         ds = datasets["all"]
         dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
-        out = [self.model(batch).logits.float().softmax(-1).numpy() for batch in dl]
-        probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
-        return probs, ds.has_image.numpy()
+        return dl, ds
+
+    def _task_probs(self, output: ModelOutput) -> dict[str, np.ndarray]:
+        logits = task_logits(output, self.tasks)
+        return {t.name: probabilities(logits[t.name], t) for t in self.tasks}
+
+    def _joined(self, parts: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+        return {t.name: np.concatenate(parts[t.name]) if parts[t.name] else np.zeros((0, len(t.labels)), np.float32)
+                for t in self.tasks}
+
+    @torch.inference_mode()
+    def predict_tasks(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False,
+                      cache_dir: str | Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Probabilities per task, ``{task: [N, C]}`` in task order (columns in the order of that task's labels),
+        and, per post, whether an image was used (False: no image, or none readable — the learned "no image"
+        vector stood in). ``cache_dir`` replaces the run's feature cache for these posts: a server passes a
+        throwaway folder per request, so that serving never grows (nor rescans) the shared cache."""
+        dl, ds = self._loader(posts, batch_size, progress, cache_dir)
+        parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
+        for batch in dl:
+            for name, p in self._task_probs(self.model(batch)).items():
+                parts[name].append(p)
+        return self._joined(parts), ds.has_image.numpy()
+
+    def predict_with_mask(self, posts: Sequence[Post], **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        """The first task's probabilities [N, C] and the image mask of :meth:`predict_tasks`."""
+        probs, has_image = self.predict_tasks(posts, **kwargs)
+        return probs[self.task], has_image
 
     @torch.inference_mode()
     def embed(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False) -> dict[str, np.ndarray]:
-        """What a report maps and inspects, per post: ``probs`` [N, C], ``text_embeds`` and ``image_embeds``
-        [N, E] (the projected vectors ITC contrasts, before normalisation) and ``has_image`` [N] (False where the
-        learned "no image" vector stood in, so that image point means nothing)."""
-        cfg = replace(self.config, progress=progress)
-        datasets, _ = build_datasets({"all": posts}, {"all": np.full(len(posts), -1)}, cfg,
-                                     self.text_tower, self.image_tower)
-        ds = datasets["all"]
-        dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
-        parts: dict[str, list[np.ndarray]] = {"probs": [], "text_embeds": [], "image_embeds": []}
+        """What a report maps and inspects, per post: ``probs`` [N, C] (the first task's; every task's under
+        ``probs:TASK``), ``text_embeds`` and ``image_embeds`` [N, E] (the projected vectors ITC contrasts, before
+        normalisation) and ``has_image`` [N] (False where the learned "no image" vector stood in, so that image
+        point means nothing)."""
+        dl, ds = self._loader(posts, batch_size, progress)
+        probs: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
+        parts: dict[str, list[np.ndarray]] = {"text_embeds": [], "image_embeds": []}
         for batch in dl:
             out = self.model(batch)
-            parts["probs"].append(out.logits.float().softmax(-1).numpy())
+            for name, p in self._task_probs(out).items():
+                probs[name].append(p)
             parts["text_embeds"].append(out.text_embeds.float().numpy())
             parts["image_embeds"].append(out.image_embeds.float().numpy())
         result = {k: np.concatenate(v) if v else np.zeros((0, 0), dtype=np.float32) for k, v in parts.items()}
+        by_task = self._joined(probs)
+        result["probs"] = by_task[self.task]
+        result.update({f"probs:{name}": p for name, p in by_task.items()})
         result["has_image"] = ds.has_image.numpy().astype(bool)
         return result
 
     def predict_proba(self, posts: Sequence[Post], **kwargs) -> np.ndarray:
-        """Class probabilities [N, C], columns in the order of ``self.labels``."""
+        """The first task's class probabilities [N, C], columns in the order of ``self.labels``."""
         return self.predict_with_mask(posts, **kwargs)[0]
 
-    def predict(self, posts: Sequence[Post], **kwargs) -> list[dict[str, float]]:
-        """One {label: probability} per post."""
-        probs = self.predict_proba(posts, **kwargs)
-        return [{label: float(p) for label, p in zip(self.labels, row)} for row in probs]
+    def records(self, ids: Sequence[str | None], probs: dict[str, np.ndarray], image_used: Sequence[bool],
+                gold: Sequence[dict[str, Any]] | None = None, decimals: int | None = None) -> list[dict[str, Any]]:
+        """Prediction records (:mod:`mmpost.evaluation.predictions`) of this run's tasks."""
+        return prediction_records(ids, self.tasks, probs, image_used, gold, decimals)
+
+    def predict(self, posts: Sequence[Post], **kwargs) -> list[dict[str, Any]]:
+        """One prediction record per post (:mod:`mmpost.evaluation.predictions`): ``{"id", "label", "probs",
+        "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}`` for several; ``gold`` where
+        the post carries a label for the task."""
+        probs, used = self.predict_tasks(posts, **kwargs)
+        return self.records([p.id for p in posts], probs, used, [p.labels for p in posts])
 
 
 def load(run_dir: str | Path) -> Predictor:

@@ -29,10 +29,12 @@ from mmpost.evaluation.embedding_map import TSNE_MAX_POINTS, TSNE_MIN_POINTS, ch
 from mmpost.evaluation.error_examples import errors_by_class, try_thumbnail
 from mmpost.evaluation.html_report import render_html
 from mmpost.evaluation.markdown_report import render_markdown
-from mmpost.evaluation.metrics import confusion, majority_baseline, per_class
+from mmpost.evaluation.metrics import majority_baseline
 from mmpost.evaluation.plots import confusion_png, curves_png, embedding_map_png
+from mmpost.evaluation.predictions import Task, run_tasks
 from mmpost.evaluation.report_content import ClassErrorSection, ExampleCard, Figure, RunReport, SplitResult
 from mmpost.evaluation.run_files import chosen_epoch, read_json, read_log, run_metric_rows
+from mmpost.evaluation.task_scores import TaskScore, confusion_file, score_task
 
 log = logging.getLogger(__name__)
 DEFAULT_NAME = "run_report.html"
@@ -49,11 +51,13 @@ class ReportFiles:
 
 @dataclass
 class Predicted:
-    """One split predicted again by the loaded model."""
+    """One split predicted again by the loaded model: ``y`` the label ids of the map's task (:func:`map_task`),
+    ``outputs`` what :meth:`Predictor.embed` gives, ``scores`` every task's."""
 
     posts: list[Post]
     y: np.ndarray
     outputs: dict[str, np.ndarray]
+    scores: dict[str, TaskScore] = field(default_factory=dict)
 
 
 def output_paths(run_dir: Path, out: str | Path | None) -> tuple[Path, Path, Path]:
@@ -73,14 +77,16 @@ def check_run(run_dir: Path) -> None:
             raise FileNotFoundError(f"{run_dir} is not a finished mmpost run: {needed} is missing")
 
 
-def describe(cfg: RunConfig, run_dir: Path, task: str, labels: list[str]) -> list[str]:
+def describe(cfg: RunConfig, run_dir: Path, tasks: list[Task]) -> list[str]:
     o = cfg.objectives
     parts = ["CE", *(name for name, on in (("ITC", o.itc), ("ITM", o.itm)) if on)]
     loss = " + ".join(parts) + (f" ({o.weighting} weighting)" if len(parts) > 1 else "")
 
     def tower(side: str, enc) -> str:
         return f"{side} `{enc.name}` ({'fine-tuned' if enc.trainable else 'frozen'})"
-    return [f"run `{run_dir.name}` · task `{task}` · labels " + ", ".join(f"`{x}`" for x in labels),
+    what = " · ".join(f"task `{t.name}` · labels " + ", ".join(f"`{x}`" for x in t.labels)
+                      + (" (several per post)" if t.multi_label else "") for t in tasks)
+    return [f"run `{run_dir.name}` · {what}",
             f"model `{cfg.model.name}` · loss {loss} · {tower('text', cfg.text_encoder)}, "
             f"{tower('image', cfg.image_encoder)}"]
 
@@ -181,14 +187,18 @@ def map_part(report: RunReport, split: str, pred: Predicted, labels: list[str], 
                                 "how far a text point lies from an image point means little here.")
 
 
-def errors_part(report: RunReport, split: str, pred: Predicted, labels: list[str], per_class_n: int) -> None:
-    probs = pred.outputs["probs"]
-    sections = errors_by_class(pred.y, probs, labels, per_class_n)
+def errors_part(report: RunReport, split: str, pred: Predicted, score: TaskScore, per_class_n: int,
+                named: bool) -> None:
+    """The mistakes of one single-label task; ``named``: the run has several tasks, so sections name theirs."""
+    labels, task = list(score.task.labels), score.task.name
+    probs = pred.outputs[f"probs:{task}"]
+    sections = errors_by_class(score.y, probs, labels, per_class_n)
     wrong = sum(s.n_errors for s in sections)
     report.error_notes.append(
-        f"{split} split: {wrong} of {int((pred.y >= 0).sum())} posts wrong. For each true class, up to "
-        f"{per_class_n} mistakes, the ones the model was surest of first; p is the probability it gave a label.")
-    count = 0
+        f"{split} split{f' · {task}' if named else ''}: {wrong} of {int((score.y >= 0).sum())} posts wrong. For "
+        f"each true class, up to {per_class_n} mistakes, the ones the model was surest of first; p is the "
+        "probability it gave a label.")
+    count = len([e for c in report.errors for e in c.examples])
     for s in sections:
         cards = []
         for r in s.rows:
@@ -198,31 +208,85 @@ def errors_part(report: RunReport, split: str, pred: Predicted, labels: list[str
             thumb = Figure(f"mistake_{count:03d}.png", png, f"image of post {post.id}") if png else None
             k = int(probs[r].argmax())
             cards.append(ExampleCard(post_id=post.id, text=post.text, true_label=s.label, predicted=labels[k],
-                                     p_predicted=float(probs[r, k]), p_true=float(probs[r, int(pred.y[r])]),
+                                     p_predicted=float(probs[r, k]), p_true=float(probs[r, int(score.y[r])]),
                                      thumbnail=thumb, image_note=why))
-        report.errors.append(ClassErrorSection(s.label, s.support, s.n_errors, cards))
+        report.errors.append(ClassErrorSection(s.label, s.support, s.n_errors, cards, task if named else ""))
 
 
-def build_report(run_dir: Path, *, overrides: list[str] | None = None, examples: int = 4,
-                 projection: str = "auto", max_points: int = 2000, progress: bool = False) -> RunReport:
-    """Everything the page shows, in memory; nothing is written."""
-    run_dir = Path(run_dir).resolve()
+def task_result(report: RunReport, split: str, score: TaskScore, n_tasks: int, recorded: dict) -> None:
+    """One task's confusion matrix (single-label tasks) and per-class table on one split, and a warning where
+    the predictions disagree with what ``metrics.json`` recorded for it."""
+    task, labels = score.task.name, list(score.task.labels)
+    fig = None
+    if score.confusion is not None:
+        matrix = score.confusion
+        fig = figure_from(lambda p: confusion_png(p, matrix, labels, f"{task} · {split}"),
+                          confusion_file(split, task, n_tasks), f"confusion matrix, {split} · {task}"
+                          if n_tasks > 1 else f"confusion matrix, {split}")
+    report.splits.append(SplitResult(split, task, labels, score.confusion or [], score.per_class, fig))
+    if task in recorded and not score.task.multi_label:
+        warning = consistency_warning(split, task, recorded[task], score.y, score.pred)
+        if warning:
+            report.warnings.append(warning)
+
+
+def predict_split(report: RunReport, predictor: Predictor, split: str, posts: list[Post], recorded: dict,
+                  progress: bool) -> Predicted:
+    """Predict one split again and add every task's results on it."""
+    outputs = predictor.embed(posts, progress=progress)
+    scores = {t.name: score_task(t, posts, outputs[f"probs:{t.name}"]) for t in predictor.tasks}
+    for score in scores.values():
+        task_result(report, split, score, len(predictor.tasks), recorded)
+    shown = map_task(predictor.tasks)
+    y = scores[shown.name].y if shown else np.full(len(posts), -1)
+    return Predicted(posts, y, outputs, scores)
+
+
+def map_task(tasks: list[Task]) -> Task | None:
+    """The task whose classes colour the embedding map: the first single-label one."""
+    return next((t for t in tasks if not t.multi_label), None)
+
+
+def baseline_part(report: RunReport, split: str, data: PreparedData, pred: Predicted, tasks: list[Task]) -> None:
+    """The majority-class baseline of each single-label task, from the training split's labels."""
+    single = [t for t in tasks if not t.multi_label]
+    if not data.splits.get("train") or not single:
+        return
+    for t in single:
+        labels = list(t.labels)
+        base = majority_baseline(label_ids(data.splits["train"], t.name, labels), pred.scores[t.name].y, len(labels))
+        name = f"{split} · majority-class baseline" + (f" · {t.name}" if len(tasks) > 1 else "")
+        report.metrics.append((name, base))
+    report.metrics_notes.append("The majority-class baseline always predicts the most frequent training label.")
+
+
+def start_report(run_dir: Path, overrides: list[str] | None,
+                 projection: str) -> tuple[RunReport, RunConfig, list[Task]]:
+    """The report's title, facts, metrics and curves: what the run folder alone says."""
     check_run(run_dir)
     choose_projection(projection, TSNE_MAX_POINTS)          # a bad name fails before any work
     foreign = [o for o in overrides or [] if not o.startswith("data.")]
     if foreign:
         raise ValueError(f"a report reads the trained run as it is: only data.* overrides, got {' '.join(foreign)}")
-    info = read_json(run_dir / "labels.json")
-    task, labels = info["task"], list(info["labels"])
+    tasks = run_tasks(run_dir)
     cfg = load_config(run_dir / "config.yaml", overrides)
-    report = RunReport(title=f"{cfg.model.name} · {task} · {run_dir.name}", facts=describe(cfg, run_dir, task, labels))
+    names = ", ".join(t.name for t in tasks)
+    report = RunReport(title=f"{cfg.model.name} · {names} · {run_dir.name}", facts=describe(cfg, run_dir, tasks))
     report.metrics = run_metric_rows(run_dir)
     history = read_log(run_dir / "log.csv") if (run_dir / "log.csv").exists() else []
     curves_part(report, run_dir, cfg, history)
     if not cfg.objectives.itc:
         report.warnings.append("ITC is off in this run: no temperature curve, and the map's text and image "
                                "vectors were not trained to share a space.")
-    data, why = read_data(cfg, task, labels)
+    return report, cfg, tasks
+
+
+def build_report(run_dir: Path, *, overrides: list[str] | None = None, examples: int = 4,
+                 projection: str = "auto", max_points: int = 2000, progress: bool = False) -> RunReport:
+    """Everything the page shows, in memory; nothing is written."""
+    run_dir = Path(run_dir).resolve()
+    report, cfg, tasks = start_report(run_dir, overrides, projection)
+    data, why = read_data(cfg, tasks[0].name, list(tasks[0].labels))
     if data is None:
         report.warnings.append(
             f"The run's posts could not be read again ({why}). This page shows what the run wrote — metrics and "
@@ -232,37 +296,24 @@ def build_report(run_dir: Path, *, overrides: list[str] | None = None, examples:
     report.notes = list(data.notes) + ["split sizes: " + ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())]
     predictor = Predictor(run_dir)
     recorded = read_json(run_dir / "metrics.json")
-    predicted: dict[str, Predicted] = {}
-    for split in ("dev", "test"):
-        posts = data.splits.get(split) or []
-        if not posts:
-            continue
-        y = label_ids(posts, task, labels)
-        pred = Predicted(posts, y, predictor.embed(posts, progress=progress))
-        predicted[split] = pred
-        guess = pred.outputs["probs"].argmax(1)
-        matrix = confusion(y, guess, len(labels))
-        fig = figure_from(lambda p: confusion_png(p, matrix, labels, f"{task} · {split}"),
-                          f"confusion_{split}.png", f"confusion matrix, {split}")
-        report.splits.append(SplitResult(split, task, labels, matrix, per_class(y, guess, labels), fig))
-        if task in recorded.get(split, {}):
-            warning = consistency_warning(split, task, recorded[split][task], y, guess)
-            if warning:
-                report.warnings.append(warning)
+    predicted = {split: predict_split(report, predictor, split, data.splits[split], recorded.get(split, {}), progress)
+                 for split in ("dev", "test") if data.splits.get(split)}
     if not predicted:
         report.warnings.append("The run's dev and test splits are empty now: no matrices, map or examples.")
         return report
     split = "test" if "test" in predicted else "dev"
     pred = predicted[split]
-    if data.splits.get("train"):
-        base = majority_baseline(label_ids(data.splits["train"], task, labels), pred.y, len(labels))
-        report.metrics.append((f"{split} · majority-class baseline", base))
-        report.metrics_notes.append("The majority-class baseline always predicts the most frequent training label.")
+    baseline_part(report, split, data, pred, predictor.tasks)
     if not pred.outputs["has_image"].any():
         report.warnings.append(f"No post of the {split} split has a usable image: the run is text-only here. "
                                "The map shows text vectors only and the mistakes come without pictures.")
-    map_part(report, split, pred, labels, projection, max_points, cfg.objectives.itc)
-    errors_part(report, split, pred, labels, examples)
+    shown = map_task(predictor.tasks)
+    if shown is None:
+        report.map_notes.append("Every task of this run is multi-label: there is no one class to colour the map by.")
+    else:
+        map_part(report, split, pred, list(shown.labels), projection, max_points, cfg.objectives.itc)
+    for t in (t for t in predictor.tasks if not t.multi_label):
+        errors_part(report, split, pred, pred.scores[t.name], examples, len(predictor.tasks) > 1)
     return report
 
 

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+from mmpost.evaluation.formatting import weighted_f1_cell
 from mmpost.evaluation.report_content import (
     METRIC_COLUMNS,
     SCALE_NOTE,
@@ -21,7 +22,9 @@ from mmpost.evaluation.report_content import (
     RunReport,
     SplitResult,
     empty_class_note,
+    error_heading,
     history_columns,
+    splits_by_task,
 )
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -78,28 +81,34 @@ def paragraphs(notes: Iterable[str], css_class: str = "note") -> str:
 
 
 def metrics_section(report: RunReport) -> str:
-    def wf1(m: dict) -> str:
-        ci = m.get("weighted_f1_ci95")
-        return num(float(m["weighted_f1"])) + (f" ({num(float(ci[0]))}–{num(float(ci[1]))})" if ci else "")
-    rows = [[esc(name), wf1(m), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]), num(m.get("n", ""))]
-            for name, m in report.metrics]
+    rows = [[esc(name), weighted_f1_cell(m, num), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]),
+             num(m.get("n", ""))] for name, m in report.metrics]
     headers = ["split · task", "weighted F1 (95% CI)", *(h for _, h in METRIC_COLUMNS[1:]), "n"]
     return ('<section id="metrics"><h2>Metrics</h2>' + table(headers, rows)
             + paragraphs([SCALE_NOTE, *report.metrics_notes]) + "</section>")
 
 
-def split_block(s: SplitResult) -> str:
+def split_block(s: SplitResult, level: str = "h3") -> str:
     conf = table(["true \\ predicted", *s.labels], ([esc(s.labels[i]), *(str(v) for v in row)]
-                                                     for i, row in enumerate(s.confusion)))
+                                                     for i, row in enumerate(s.confusion))) if s.confusion else ""
     per = table(["label", "precision", "recall", "F1", "support"],
                 ([esc(r["label"]), num(r["precision"]), num(r["recall"]), num(r["f1"]), str(r["support"])]
                  for r in s.per_class))
     fig = f"<figure>{img(s.figure)}</figure>" if s.figure else ""
-    return f'<h3>{esc(s.split)} · {esc(s.task)}</h3><div class="split">{fig}<div>{conf}{per}</div></div>'
+    return f'<{level}>{esc(s.split)} · {esc(s.task)}</{level}><div class="split">{fig}<div>{conf}{per}</div></div>'
+
+
+def confusion_blocks(report: RunReport) -> str:
+    """One block per split × task; with several tasks, grouped under one heading per task."""
+    groups = splits_by_task(report)
+    if len(groups) <= 1:
+        return "".join(split_block(s) for s in report.splits)
+    return "".join(f"<h3>Task {esc(task)}</h3>" + "".join(split_block(s, "h4") for s in splits)
+                   for task, splits in groups.items())
 
 
 def confusion_section(report: RunReport) -> str:
-    body = "".join(split_block(s) for s in report.splits) or paragraphs(
+    body = confusion_blocks(report) or paragraphs(
         ["No confusion matrix: the run's posts could not be read again (see the warning above)."])
     return f'<section id="confusion"><h2>Confusion matrices</h2>{body}</section>'
 
@@ -129,7 +138,7 @@ def card(e: ExampleCard) -> str:
 
 
 def class_block(c: ClassErrorSection) -> str:
-    head = f"<h3>true {esc(c.label)} · {c.n_errors} of {c.support} wrong</h3>"
+    head = f"<h3>{esc(error_heading(c))}</h3>"
     if not c.examples:
         return head + paragraphs([empty_class_note(c)])
     shown = f"the {len(c.examples)} most confident mistakes" if len(c.examples) < c.n_errors else "all mistakes"

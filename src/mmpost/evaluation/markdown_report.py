@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+from mmpost.evaluation.formatting import weighted_f1_cell
 from mmpost.evaluation.report_content import (
     METRIC_COLUMNS,
     SCALE_NOTE,
@@ -17,7 +18,9 @@ from mmpost.evaluation.report_content import (
     RunReport,
     SplitResult,
     empty_class_note,
+    error_heading,
     history_columns,
+    splits_by_task,
 )
 
 MAX_TEXT_CHARS = 300
@@ -46,28 +49,34 @@ def figure(fig: Figure, folder: str) -> str:
 
 
 def metrics_section(report: RunReport) -> str:
-    def wf1(m: dict) -> str:
-        ci = m.get("weighted_f1_ci95")
-        return num(float(m["weighted_f1"])) + (f" ({num(float(ci[0]))}–{num(float(ci[1]))})" if ci else "")
-    rows = [[md_escape(name), wf1(m), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]), num(m.get("n", ""))]
-            for name, m in report.metrics]
+    rows = [[md_escape(name), weighted_f1_cell(m, num), *(num(float(m[k])) for k, _ in METRIC_COLUMNS[1:]),
+             num(m.get("n", ""))] for name, m in report.metrics]
     headers = ["split · task", "weighted F1 (95% CI)", *(h for _, h in METRIC_COLUMNS[1:]), "n"]
     return "## Metrics\n\n" + table(headers, rows) + "\n" + "\n\n".join([SCALE_NOTE, *report.metrics_notes]) + "\n"
 
 
-def split_block(s: SplitResult, folder: str) -> str:
+def split_block(s: SplitResult, folder: str, level: str = "###") -> str:
     labels = [md_escape(x) for x in s.labels]
     conf = table(["true \\\\ predicted", *labels], ([labels[i], *(str(v) for v in row)]
-                                                    for i, row in enumerate(s.confusion)))
+                                                    for i, row in enumerate(s.confusion))) if s.confusion else ""
     per = table(["label", "precision", "recall", "F1", "support"],
                 ([md_escape(r["label"]), num(r["precision"]), num(r["recall"]), num(r["f1"]), str(r["support"])]
                  for r in s.per_class))
     fig = figure(s.figure, folder) + "\n" if s.figure else ""
-    return f"\n### {md_escape(s.split)} · {md_escape(s.task)}\n\n{fig}{conf}\n{per}"
+    return f"\n{level} {md_escape(s.split)} · {md_escape(s.task)}\n\n{fig}{conf}\n{per}"
+
+
+def confusion_blocks(report: RunReport, folder: str) -> list[str]:
+    """One block per split × task; with several tasks, grouped under one heading per task."""
+    groups = splits_by_task(report)
+    if len(groups) <= 1:
+        return [split_block(s, folder) for s in report.splits]
+    return [f"\n### Task {md_escape(task)}\n" + "".join(split_block(s, folder, "####") for s in splits)
+            for task, splits in groups.items()]
 
 
 def class_block(c: ClassErrorSection, folder: str) -> str:
-    head = f"\n### true {md_escape(c.label)} · {c.n_errors} of {c.support} wrong\n\n"
+    head = f"\n### {md_escape(error_heading(c))}\n\n"
     if not c.examples:
         return head + empty_class_note(c) + "\n"
     rows = []
@@ -85,7 +94,7 @@ def render_markdown(report: RunReport, figures_folder: str) -> str:
     parts = [f"# {md_escape(report.title)}\n\n", "".join(f"{f}  \n" for f in report.facts), "\n"]
     parts += [f"> **Note.** {w}\n\n" for w in report.warnings]
     parts += [metrics_section(report), "\n## Confusion matrices\n"]
-    parts += [split_block(s, figures_folder) for s in report.splits] or [
+    parts += confusion_blocks(report, figures_folder) or [
         "\nNo confusion matrix: the run's posts could not be read again (see the note above).\n"]
     parts.append("\n## Training curves\n\n")
     if report.curves:

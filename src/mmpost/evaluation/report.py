@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmpost.atomic import atomic_write_json, atomic_write_text
+from mmpost.evaluation.formatting import weighted_f1_cell
+from mmpost.evaluation.task_scores import confusion_file
 
 
 def write_metrics(run_dir: str | Path, metrics: dict[str, dict[str, dict[str, float]]]) -> Path:
@@ -21,13 +24,8 @@ def fmt(x: float) -> str:
 
 def metrics_table(rows: Sequence[tuple[str, dict[str, float]]]) -> str:
     head = "| | weighted F1 | macro F1 | accuracy | MCC | n |\n|---|---:|---:|---:|---:|---:|\n"
-    return head + "".join(f"| {name} | {fmt(m['weighted_f1'])}{_ci(m)} | {fmt(m['macro_f1'])} | {fmt(m['accuracy'])} | "
-                          f"{fmt(m['mcc'])} | {m['n']} |\n" for name, m in rows)
-
-
-def _ci(m: dict) -> str:
-    ci = m.get("weighted_f1_ci95")
-    return f" (95% CI {fmt(ci[0])}–{fmt(ci[1])})" if ci else ""
+    return head + "".join(f"| {name} | {weighted_f1_cell(m, fmt, '95% CI ')} | {fmt(m['macro_f1'])} | "
+                          f"{fmt(m['accuracy'])} | {fmt(m['mcc'])} | {m['n']} |\n" for name, m in rows)
 
 
 def per_class_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -42,22 +40,65 @@ def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> s
                           for i, row in enumerate(matrix))
 
 
+@dataclass
+class TaskReport:
+    """What ``report.md`` shows of one task: metrics per split (and a baseline), per-class rows and confusion
+    matrices per split (none for a multi-label task)."""
+
+    task: str
+    labels: Sequence[str]
+    split_metrics: dict[str, dict[str, float]]
+    per_class_rows: dict[str, list[dict[str, Any]]]
+    confusions: dict[str, list[list[int]]] = field(default_factory=dict)
+    baseline: dict[str, float] | None = None
+    multi_label: bool = False
+
+
+SCALE_NOTE = ("\nMCC ranges from -1 to 1 (0 = chance); the others from 0 to 1. The interval is a 95% percentile "
+              "bootstrap over posts (1,000 resamples).\n")
+MULTI_LABEL_NOTE = ("A post may carry several labels of this task: each label at probability 0.5 or more is "
+                    "predicted; accuracy counts posts whose whole label set is right, MCC is over every "
+                    "(post, label) decision.\n")
+
+
+def task_parts(run_dir: Path, t: TaskReport, level: str, n_tasks: int) -> list[str]:
+    """One task's lines, its sections headed at ``level`` (``##`` for a one-task run, ``###`` under a task)."""
+    parts = [f"Task `{t.task}` · labels: {', '.join(f'`{x}`' for x in t.labels)}\n"]
+    rows = [(split, m) for split, m in t.split_metrics.items()]
+    if t.baseline is not None:
+        rows.append(("test · majority-class baseline", t.baseline))
+    parts += [f"{level} Metrics\n", metrics_table(rows), SCALE_NOTE]
+    if t.multi_label:
+        parts += ["\n" + MULTI_LABEL_NOTE]
+    for split, rows_ in t.per_class_rows.items():
+        parts += [f"\n{level} Per class · {split}\n", per_class_table(rows_)]
+        if split in t.confusions:
+            parts += [f"\nConfusion matrix · {split}\n\n", confusion_table(t.confusions[split], t.labels)]
+            png = confusion_file(split, t.task, n_tasks)
+            if (run_dir / png).exists():
+                parts += [f"\n![confusion matrix, {split}]({png})\n"]
+    return parts
+
+
 def write_report(run_dir: str | Path, *, title: str, task: str, labels: Sequence[str],
                  split_metrics: dict[str, dict[str, float]], baseline: dict[str, float] | None,
                  per_class_rows: dict[str, list[dict[str, Any]]], confusions: dict[str, list[list[int]]],
                  notes: Sequence[str] = (), history: Sequence[dict[str, float]] = ()) -> Path:
-    parts = [f"# {title}\n", f"Task `{task}` · labels: {', '.join(f'`{x}`' for x in labels)}\n"]
-    rows = [(split, m) for split, m in split_metrics.items()]
-    if baseline is not None:
-        rows.append(("test · majority-class baseline", baseline))
-    parts += ["## Metrics\n", metrics_table(rows), "\nMCC ranges from -1 to 1 (0 = chance); the others from 0 to 1. "
-              "The interval is a 95% percentile bootstrap over posts (1,000 resamples).\n"]
-    for split, rows_ in per_class_rows.items():
-        parts += [f"\n## Per class · {split}\n", per_class_table(rows_)]
-        if split in confusions:
-            parts += [f"\nConfusion matrix · {split}\n\n", confusion_table(confusions[split], labels)]
-            if (Path(run_dir) / f"confusion_{split}.png").exists():
-                parts += [f"\n![confusion matrix, {split}](confusion_{split}.png)\n"]
+    """``report.md`` of a one-task run (see :func:`write_tasks_report`)."""
+    one = TaskReport(task, labels, split_metrics, per_class_rows, confusions, baseline)
+    return write_tasks_report(run_dir, title=title, tasks=[one], notes=notes, history=history)
+
+
+def write_tasks_report(run_dir: str | Path, *, title: str, tasks: Sequence[TaskReport], notes: Sequence[str] = (),
+                       history: Sequence[dict[str, float]] = ()) -> Path:
+    """``report.md``: a one-task run's sections directly under the title, or one ``## Task`` section per task;
+    then the training curve and the notes."""
+    parts = [f"# {title}\n"]
+    if len(tasks) == 1:
+        parts += task_parts(Path(run_dir), tasks[0], "##", 1)
+    else:
+        for t in tasks:
+            parts += [f"\n## Task `{t.task}`\n\n"] + task_parts(Path(run_dir), t, "###", len(tasks))
     if history:
         keys = [k for k in history[0] if k != "epoch"]
         parts += ["\n## Training curve\n", "| epoch | " + " | ".join(keys) + " |\n|---|" + "---:|" * len(keys) + "\n"]

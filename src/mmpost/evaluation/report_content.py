@@ -47,6 +47,7 @@ class ClassErrorSection:
     support: int
     n_errors: int
     examples: list[ExampleCard] = field(default_factory=list)
+    task: str = ""              # named in a run with several tasks; "" in a one-task run
 
 
 @dataclass
@@ -90,3 +91,16 @@ def empty_class_note(c: ClassErrorSection) -> str:
     if not c.support:
         return "No post of this class here."
     return "No mistakes in this class." if not c.n_errors else f"{c.n_errors} mistakes; none shown (examples=0)."
+
+
+def error_heading(c: ClassErrorSection) -> str:
+    """A class's mistakes, as headed in the report (plain text; each renderer escapes it)."""
+    return f"{c.task + ' · ' if c.task else ''}true {c.label} · {c.n_errors} of {c.support} wrong"
+
+
+def splits_by_task(report: RunReport) -> dict[str, list[SplitResult]]:
+    """The split results grouped by task, tasks in the order they first appear."""
+    groups: dict[str, list[SplitResult]] = {}
+    for s in report.splits:
+        groups.setdefault(s.task, []).append(s)
+    return groups

@@ -20,8 +20,8 @@ from mmpost.apps.predictor import Predictor
 from mmpost.serve.body_limit import BodyLimit
 from mmpost.serve.errors import RequestRejected
 from mmpost.serve.limits import OPTION, ServeLimits
-from mmpost.serve.payload import from_form, from_json
-from mmpost.serve.schemas import BatchIn, BatchOut, ErrorOut, HealthOut, ModelOut, PostIn, PredictionOut
+from mmpost.serve.payload import PostInput, from_form, from_json
+from mmpost.serve.schemas import BatchIn, ErrorOut, HealthOut, ModelOut, PostIn, prediction_models
 from mmpost.serve.service import PredictionService
 
 REFUSALS = {413: {"model": ErrorOut, "description": "Over a size limit"},
@@ -73,14 +73,30 @@ def create_app(run: str | Path | Predictor, limits: ServeLimits | None = None) -
     predictor = run if isinstance(run, Predictor) else Predictor(run)
     service = PredictionService(predictor, limits)
     service.warm_up()
+    app = new_app(service, limits)
+    add_error_handlers(app)
+    add_predict_routes(app, service, limits)
+    add_status_routes(app, service)
+    return app
+
+
+def new_app(service: PredictionService, limits: ServeLimits) -> FastAPI:
+    """The bare application: its title and description for the docs, the service, the body limit."""
+    tasks = "; ".join(f"**{t.name}** ({', '.join(t.labels)}{'; several at once' if t.multi_label else ''})"
+                      for t in service.predictor.tasks)
     app = FastAPIOffline(
         title="mmpost", version=__version__,
-        description=f"Predicts **{predictor.task}** ({', '.join(predictor.labels)}) for posts with a text and "
-                    f"an image, with the run `{service.run_name}`.")
+        description=f"Predicts {tasks} for posts with a text and an image, with the run `{service.run_name}`.")
     app.state.service = service
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes,
                        message=f"the request body is larger than {limits.max_body_bytes:,} bytes "
                                f"({OPTION['max_body_bytes']})")
+    return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every refusal answers ``{"detail": message}``: a :class:`RequestRejected` with its own status, a body the
+    framework could not validate with 415 (not JSON at all) or 422."""
 
     @app.exception_handler(RequestRejected)
     async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:
@@ -94,48 +110,63 @@ def create_app(run: str | Path | Predictor, limits: ServeLimits | None = None) -
                                 status_code=415)
         return JSONResponse({"detail": validation_message(list(exc.errors()))}, status_code=422)
 
-    @app.post("/predict", response_model=PredictionOut, responses=REFUSALS, openapi_extra=PREDICT_BODY,
+
+async def read_post(request: Request, limits: ServeLimits) -> PostInput:
+    """The one post of a ``/predict`` body: a form (multipart, or url-encoded without a file) or JSON."""
+    media = media_type(request)
+    if media in ("multipart/form-data", "application/x-www-form-urlencoded"):    # the latter: no file
+        return await from_form(request, limits)
+    if is_json(media):
+        try:
+            item = PostIn.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise RequestRejected(422, validation_message(e.errors())) from None
+        return await run_in_threadpool(from_json, item, "", limits)      # base64 decoding: off the event loop
+    raise RequestRejected(415, f"send multipart/form-data (text + image file) or application/json "
+                               f"(text + base64 image), not {media or 'a body without a content type'!r}")
+
+
+def check_batch_size(n_posts: int, limits: ServeLimits) -> None:
+    if n_posts > limits.max_batch:
+        raise RequestRejected(413, f"posts: {n_posts:,} posts; the limit is {limits.max_batch:,} per "
+                                   f"batch ({OPTION['max_batch']})")
+    if not n_posts:
+        raise RequestRejected(422, "posts: the batch is empty")
+
+
+def add_predict_routes(app: FastAPI, service: PredictionService, limits: ServeLimits) -> None:
+    """``/predict`` and ``/predict/batch``; their answers are documented for this run's number of tasks."""
+    one_out, batch_out = prediction_models(len(service.predictor.tasks))
+
+    @app.post("/predict", response_model=one_out, responses=REFUSALS, openapi_extra=PREDICT_BODY,
               summary="Predict one post")
     async def predict(request: Request) -> dict:
         """A multipart form (`text`, an `image` file, optional `id`; a form without a file may also be sent
         url-encoded) or JSON (`text`, a base64 `image`, optional `id`). Either part may be left out, not both."""
-        media = media_type(request)
-        if media in ("multipart/form-data", "application/x-www-form-urlencoded"):    # the latter: no file
-            post = await from_form(request, limits)
-        elif is_json(media):
-            try:
-                item = PostIn.model_validate_json(await request.body())
-            except ValidationError as e:
-                raise RequestRejected(422, validation_message(e.errors())) from None
-            post = await run_in_threadpool(from_json, item, "", limits)      # base64 decoding: off the event loop
-        else:
-            raise RequestRejected(415, f"send multipart/form-data (text + image file) or application/json "
-                                       f"(text + base64 image), not {media or 'a body without a content type'!r}")
+        post = await read_post(request, limits)
         return (await run_in_threadpool(service.predict, [post]))[0]
 
-    @app.post("/predict/batch", response_model=BatchOut, responses=REFUSALS, summary="Predict several posts")
+    @app.post("/predict/batch", response_model=batch_out, responses=REFUSALS, summary="Predict several posts")
     async def predict_batch(body: BatchIn) -> dict:
         """JSON `{"posts": [{text, image (base64), id}, ...]}`, at most the server's `max_batch` posts. A bad
         post rejects the whole batch; the message names it."""
-        if len(body.posts) > limits.max_batch:
-            raise RequestRejected(413, f"posts: {len(body.posts):,} posts; the limit is {limits.max_batch:,} per "
-                                       f"batch ({OPTION['max_batch']})")
-        if not body.posts:
-            raise RequestRejected(422, "posts: the batch is empty")
+        check_batch_size(len(body.posts), limits)
 
         def decode_and_predict() -> list[dict]:      # in a worker thread: base64 decoding stays off the event loop
             return service.predict([from_json(item, f"posts[{i}].", limits) for i, item in enumerate(body.posts)])
 
         return {"predictions": await run_in_threadpool(decode_and_predict)}
 
+
+def add_status_routes(app: FastAPI, service: PredictionService) -> None:
     @app.get("/health", response_model=HealthOut, summary="Is the model loaded")
     async def health() -> dict:
         """The model is loaded and has made a warm-up prediction before the server accepts connections, so a
         server that answers is ready."""
-        return {"status": "ok", "run": service.run_name, "task": predictor.task}
+        predictor = service.predictor
+        return {"status": "ok", "run": service.run_name, "task": predictor.task,
+                "tasks": [t.name for t in predictor.tasks]}
 
     @app.get("/model", response_model=ModelOut, summary="Labels, training config and limits")
     async def model() -> dict:
         return service.describe()
-
-    return app

@@ -49,7 +49,9 @@ class PredictionService:
         return self.predictor.run_dir.resolve().name
 
     def predict(self, posts: Sequence[PostInput]) -> list[dict[str, Any]]:
-        """``{"id", "label", "probs", "image_used"}`` per post, in order. Images are written to a private
+        """One prediction record (:mod:`mmpost.evaluation.predictions`) per post, in order: ``{"id", "label",
+        "probs", "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks"}`` for several. A batch post
+        without an id gets its position. Images are written to a private
         temporary folder, checked and decoded with the project's guarded decoder (a too-large or unreadable
         image rejects the request, naming the post), then predicted; the folder also holds this request's
         frozen-tower features, so serving never grows the run's feature cache. Raises :class:`RequestRejected`."""
@@ -57,13 +59,10 @@ class PredictionService:
             ready = [Post(id=str(i), text=p.text, images=self._image_file(p, Path(tmp) / f"{i}.img"))
                      for i, p in enumerate(posts)]
             with self._model_lock:
-                probs, used = self.predictor.predict_with_mask(ready, batch_size=max(1, len(ready)),
-                                                               cache_dir=Path(tmp) / "features")
-        labels = self.predictor.labels
-        return [{"id": p.id if p.id is not None or not p.field else str(i),
-                 "label": labels[int(row.argmax())],
-                 "probs": {name: float(v) for name, v in zip(labels, row)},
-                 "image_used": bool(u)} for i, (p, row, u) in enumerate(zip(posts, probs, used))]
+                probs, used = self.predictor.predict_tasks(ready, batch_size=max(1, len(ready)),
+                                                           cache_dir=Path(tmp) / "features")
+        ids = [p.id if p.id is not None or not p.field else str(i) for i, p in enumerate(posts)]
+        return self.predictor.records(ids, probs, used)
 
     def _image_file(self, post: PostInput, path: Path) -> list[str]:
         """Write the post's image and check that it decodes within the limits; [] for a post without one."""
@@ -99,6 +98,8 @@ class PredictionService:
             "run": self.run_name,
             "task": self.predictor.task,
             "labels": list(self.predictor.labels),
+            "tasks": [{"name": t.name, "labels": list(t.labels), "multi_label": t.multi_label}
+                      for t in self.predictor.tasks],
             "config": {
                 "model": asdict(cfg.model),
                 "text_encoder": asdict(cfg.text_encoder),
