@@ -21,6 +21,7 @@ from mmpost.engine.checkpoint import CheckpointWriteError, load_weights, save_we
 from mmpost.engine.loop import FitState, TrainingInterrupted, fit
 from mmpost.engine.resume import BEST, LAST, load_training_state, save_training_state
 from mmpost.engine.setup import make_fabric, seed_everything, torch_threads
+from mmpost.evaluation.predictions import Task, tasks_to_json
 from mmpost.evaluation.task_metrics import mean_score
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,5 @@ def finish(run_dir: Path, cfg: RunConfig, data: PreparedData, setup: TrainingSet
 
 
 def labels_file(data: PreparedData) -> dict:
-    """labels.json: every task's labels in class-id order (``task`` / ``labels``: the first task's, as runs saved
-    by earlier versions have them)."""
-    return {"task": data.task, "labels": data.labels,
-            "tasks": {t.name: {"labels": t.labels, "multi_label": t.multi_label} for t in data.tasks}}
+    """labels.json: every task's labels in class-id order and whether it is multi-label."""
+    return tasks_to_json([Task(t.name, tuple(t.labels), t.multi_label) for t in data.tasks])

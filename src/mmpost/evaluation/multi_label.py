@@ -2,6 +2,7 @@
 task's (``weighted_f1``, ``macro_f1``, ``accuracy``, ``mcc``, ``n``), so that reports and tables read both.
 
 - weighted / macro F1: per label, weighted by its support / averaged over the labels present in the truth;
+- micro F1: over every (post, label) decision pooled;
 - accuracy: the share of posts whose whole label set is right (exact match);
 - MCC: over every (post, label) decision at once.
 """
@@ -41,10 +42,11 @@ def decisions(probs: np.ndarray) -> np.ndarray:
 
 
 def multi_label_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """``{"weighted_f1", "macro_f1", "accuracy", "mcc", "n"}`` of [N, C] 0/1 arrays (posts with a known gold)."""
+    """``{"weighted_f1", "macro_f1", "micro_f1", "accuracy", "mcc", "n"}`` of [N, C] 0/1 arrays (posts with a
+    known gold); per-label F1 is in :func:`multi_label_per_class`."""
     t, p = np.asarray(y_true), np.asarray(y_pred)
     if len(t) == 0:
-        return {"weighted_f1": 0.0, "macro_f1": 0.0, "accuracy": 0.0, "mcc": 0.0, "n": 0}
+        return {"weighted_f1": 0.0, "macro_f1": 0.0, "micro_f1": 0.0, "accuracy": 0.0, "mcc": 0.0, "n": 0}
     present = [k for k in range(t.shape[1]) if t[:, k].any()]
     macro = float(f1_score(t[:, present], p[:, present], average="macro", zero_division=0)) if present else 0.0
     flat_t, flat_p = t.ravel(), p.ravel()
@@ -52,6 +54,7 @@ def multi_label_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, flo
     return {
         "weighted_f1": float(f1_score(t, p, average="weighted", zero_division=0)),
         "macro_f1": macro,
+        "micro_f1": float(f1_score(t, p, average="micro", zero_division=0)),
         "accuracy": float(accuracy_score(t, p)),
         "mcc": mcc,
         "n": int(len(t)),
