@@ -165,3 +165,20 @@ def test_a_bad_config_value_is_a_clear_error_naming_the_key(family, key, value, 
 
 def test_lxmert_layers_are_not_checked_on_the_pretrained_path():
     assert _config_cls("lxmert")(path="some/lxmert", layers=0).layers == 0
+
+
+# ---- one head-count rule --------------------------------------------------------------------------------------
+def test_one_head_count_rule_for_every_family():
+    from mmpost.models.att import BerViTAtt
+    from mmpost.models.emoticon import DualBranchEmoticon
+    from mmpost.models.head_count import attention_heads
+    from mmpost.models.lxmert import LxmertStyle
+    assert attention_heads(384, 8) == 8 and attention_heads(16, 6) == 4 and attention_heads(16, 3) == 2
+    assert attention_heads(7, 8) == 7 and attention_heads(5, 2) == 1
+    att = BerViTAtt(TinyTextTower(dim=16), TinyImageTower(), 2, BerViTAtt.Config(heads=6))
+    assert att.attention.num_heads == 4
+    lx = LxmertStyle(TinyTextTower(dim=16), TinyImageTower(), 2, LxmertStyle.Config(heads=6, layers=1))
+    assert lx.cross_layers[0].lang_self_att.self.num_attention_heads == 4
+    emo = DualBranchEmoticon(TinyTextTower(), TinyImageTower(), 2,
+                             DualBranchEmoticon.Config(hidden=16, proj_dim=8, heads=6, layers=1))
+    assert emo.image_branch.encoder.layers[0].self_attn.num_heads == 4

@@ -16,6 +16,7 @@ from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_at_least, check_widths
+from mmpost.models.head_count import attention_heads
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -41,7 +42,7 @@ class BerViTAtt(MultimodalModel):
         cfg = config or self.Config()
         self.config = cfg
         d, dv = text_tower.dim, image_tower.dim
-        heads = cfg.heads if d % cfg.heads == 0 else 1
+        heads = attention_heads(d, cfg.heads)
         self.image_in = nn.Sequential(nn.LayerNorm(dv), nn.Linear(dv, d))
         self.attention = nn.MultiheadAttention(d, heads, dropout=cfg.dropout, batch_first=True)
         self.fusion = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Dropout(cfg.dropout))

@@ -33,6 +33,7 @@ from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_at_least, check_choice, check_widths
+from mmpost.models.head_count import attention_heads
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -111,7 +112,7 @@ class DualBranchEmoticon(MultimodalModel):
             self.text_proj = nn.Linear(h, e)
             self.text_in = nn.Linear(e, h, bias=False)
         if self.use_image:
-            heads = cfg.heads if h % cfg.heads == 0 else 1
+            heads = attention_heads(h, cfg.heads)
             self.image_branch = ImageBranch(image_tower.dim, h, heads, cfg.layers, cfg.dropout)
             self.image_proj = nn.Linear(h, e)
             self.image_in = nn.Linear(e, h, bias=False)

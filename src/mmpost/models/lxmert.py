@@ -48,7 +48,6 @@ language and visual tokens (encoded once per batch) go through the cross layers 
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
@@ -59,10 +58,10 @@ from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
+from mmpost.models.head_count import attention_heads
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,14 +104,6 @@ def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
 def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
     m = mask.unsqueeze(-1).to(tokens.dtype)
     return (tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-
-def pick_heads(dim: int, wanted: int) -> int:
-    """``wanted`` when it divides ``dim``, else the largest divisor of ``dim`` below it."""
-    heads = max(h for h in range(1, max(wanted, 1) + 1) if dim % h == 0)
-    if heads != wanted:
-        log.warning("lxmert: %d heads do not divide the width %d; using %d", wanted, dim, heads)
-    return heads
 
 
 def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:
@@ -176,7 +167,7 @@ class LxmertStyle(MultimodalModel):
         from transformers import LxmertConfig
         from transformers.models.lxmert.modeling_lxmert import LxmertXLayer
         d = self.width = self.text_tower.dim
-        xcfg = LxmertConfig(hidden_size=d, num_attention_heads=pick_heads(d, cfg.heads), intermediate_size=4 * d,
+        xcfg = LxmertConfig(hidden_size=d, num_attention_heads=attention_heads(d, cfg.heads), intermediate_size=4 * d,
                             hidden_act="gelu", hidden_dropout_prob=cfg.dropout,
                             attention_probs_dropout_prob=cfg.dropout, l_layers=0, r_layers=0, x_layers=cfg.layers)
         self.visual_embed = VisualEmbedding(self.image_tower.dim, d, cfg.dropout)
