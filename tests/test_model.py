@@ -87,7 +87,7 @@ def test_att_text_tokens_attend_over_image_tokens():
     assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1:], b[1:], atol=1e-6)
     out = model(batch)
     out.logits.sum().backward()
-    assert model.attention.in_proj_weight.grad is not None
+    assert model.fusion.attention.in_proj_weight.grad is not None
 
 
 def test_att_reads_the_same_from_a_cached_first_text_token():
@@ -108,8 +108,8 @@ def test_att_full_query_attention_equals_first_token_query():
     model = BerViTAtt(text, image, num_classes=3, config=BerViTAtt.Config(heads=2)).eval()
     tokens = torch.randn(3, 5, 16)
     img = torch.randn(3, 7, 16)
-    full, _ = model.attention(tokens, img, img, need_weights=False)
-    first, _ = model.attention(tokens[:, :1], img, img, need_weights=False)
+    full, _ = model.fusion.attention(tokens, img, img, need_weights=False)
+    first, _ = model.fusion.attention(tokens[:, :1], img, img, need_weights=False)
     assert torch.allclose(full[:, 0], first[:, 0], atol=1e-6)
 
 
@@ -176,7 +176,7 @@ def test_one_head_count_rule_for_every_family():
     assert attention_heads(384, 8) == 8 and attention_heads(16, 6) == 4 and attention_heads(16, 3) == 2
     assert attention_heads(7, 8) == 7 and attention_heads(5, 2) == 1
     att = BerViTAtt(TinyTextTower(dim=16), TinyImageTower(), 2, BerViTAtt.Config(heads=6))
-    assert att.attention.num_heads == 4
+    assert att.fusion.attention.num_heads == 4
     lx = LxmertStyle(TinyTextTower(dim=16), TinyImageTower(), 2, LxmertStyle.Config(heads=6, layers=1))
     assert lx.cross_layers[0].lang_self_att.self.num_attention_heads == 4
     emo = DualBranchEmoticon(TinyTextTower(), TinyImageTower(), 2,

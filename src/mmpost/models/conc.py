@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_widths
+from mmpost.models.fusions.concat import ConcatFusion
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -41,13 +41,13 @@ class BerViTConc(MultimodalModel):
         self.image_norm = nn.LayerNorm(dv)
         self.text_proj = nn.Linear(dt, cfg.proj_dim)
         self.image_proj = nn.Linear(dv, cfg.proj_dim)
-        self.fusion = nn.Sequential(nn.Linear(2 * cfg.proj_dim, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.fusion = ConcatFusion(cfg.proj_dim, cfg.hidden, cfg.dropout)
         self.classifier = nn.Linear(cfg.hidden, num_classes)
         self.itm_head = nn.Linear(cfg.hidden, 2)
 
     def fuse(self, text_embeds: Tensor, image_embeds: Tensor) -> Tensor:
         """text_embeds, image_embeds [B, proj_dim] → fused [B, hidden]."""
-        return self.fusion(torch.cat([text_embeds, image_embeds], dim=-1))
+        return self.fusion(text_embeds, image_embeds)
 
     def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> ModelOutput:
         t = self.text_proj(self.text_norm(self.pooled_text(batch)))

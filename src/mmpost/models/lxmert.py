@@ -60,8 +60,8 @@ from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.head_count import attention_heads
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
+from mmpost.models.pooling import masked_mean
 from mmpost.registry import register
-
 
 
 @dataclass
@@ -99,11 +99,6 @@ def grid_boxes(n: int, *, device=None, dtype=torch.float32) -> Tensor:
 def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
     """[B, N] bool (True = attend) → [B, 1, 1, N] added to attention scores, as LXMERT's layers expect."""
     return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-
-def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
-    m = mask.unsqueeze(-1).to(tokens.dtype)
-    return (tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:

@@ -47,8 +47,8 @@ from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_choice, check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
+from mmpost.models.pooling import masked_mean
 from mmpost.registry import register
-
 
 
 def position_budget(model: nn.Module) -> int:
@@ -158,8 +158,7 @@ class MMBT(MultimodalModel):
         t = image.shape[1]
         if self.config.contrast == "fused":
             start = 1 + self.image_block_size(t)
-            m = mask[:, 1:].unsqueeze(-1).to(hidden.dtype)                  # text positions after [CLS]
-            text_vec = (hidden[:, start:] * m).sum(1) / m.sum(1).clamp(min=1.0)
+            text_vec = masked_mean(hidden[:, start:], mask[:, 1:])         # text positions after [CLS]
             image_vec = hidden[:, 1:1 + t].mean(1)
             return self.text_proj(text_vec), self.image_proj(image_vec)
         assert batch.text_inputs is not None

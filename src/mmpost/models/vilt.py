@@ -74,18 +74,13 @@ from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
+from mmpost.models.pooling import masked_mean
 from mmpost.registry import register
 
 log = logging.getLogger(__name__)
 
 TEXT_TOKENS = 40            # the seed paper's text cap
 VILT_MEAN_STD = 0.5         # ViLT's pixel normalisation when its folder does not say
-
-
-def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
-    """hidden [B, N, d], mask [B, N] (1 = real) → [B, d]; an all-masked row gives zeros."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def cap_text(ids: Tensor, mask: Tensor, cap: int, sep_id: int | None) -> tuple[Tensor, Tensor]:
