@@ -16,6 +16,7 @@ from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_at_least, check_widths
 from mmpost.models.fusions.cross_attention import CrossAttentionFusion
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.legacy_keys import rename_old_keys
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
@@ -38,7 +39,7 @@ class BerViTAtt(MultimodalModel):
             check_widths(self)
             check_at_least("heads", self.heads, 1)
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "BerViTAtt.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -46,7 +47,8 @@ class BerViTAtt(MultimodalModel):
         d, dv = text_tower.dim, image_tower.dim
         self.image_in = nn.Sequential(nn.LayerNorm(dv), nn.Linear(dv, d))
         self.fusion = CrossAttentionFusion(d, cfg.heads, cfg.dropout)
-        self.classifier = nn.Linear(d, num_classes)
+        self.tasks = list(task_sizes(num_classes))
+        self.classifier = build_classifier(d, num_classes)
         self.text_proj = nn.Linear(d, cfg.proj_dim)
         self.image_proj = nn.Linear(dv, cfg.proj_dim)
         self.itm_head = nn.Linear(d, 2)
@@ -64,8 +66,8 @@ class BerViTAtt(MultimodalModel):
         image_d = self.image_in(image)
         fused = self.fuse(first, image_d)
         t, v = self.text_proj(first), self.image_proj(image.mean(dim=1))
-        out = ModelOutput(logits=self.classifier(fused), text_embeds=t, image_embeds=v, fused=fused,
-                          has_image=batch.has_image)
+        out = ModelOutput.of_tasks(task_logits(self.classifier(fused), self.tasks), text_embeds=t, image_embeds=v,
+                                   fused=fused, has_image=batch.has_image)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index

@@ -19,7 +19,7 @@ Shapes: B posts, T image tokens, Dt / Dv tower widths, H = ``hidden``, E = ``pro
   Both are the registered ``gated-attention`` fusion (learned weights, or equal ones), computed by its
   :func:`~mmpost.models.fusions.gated_attention.gated_fusion` on this model's own layers (``text_in``,
   ``image_in``, ``fusion_bias``, ``score``: built where they always were, so weights and saved runs are unchanged).
-* classifier: ReLU → dropout → Linear(H→C).
+* classifier: ReLU → dropout → Linear(H→C) (one Linear per task with several tasks, :mod:`mmpost.models.heads`).
 
 Ablations: ``fusion="concat"``; ``modalities="text"`` or ``"image"`` builds one branch only (its weight is 1; the
 output reports no image-text pairs, so ITC and ITM have nothing to contrast). The weights are inspectable:
@@ -38,6 +38,7 @@ from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_at_least, check_choice, check_widths
 from mmpost.models.fusions.gated_attention import gated_fusion, weight_score
 from mmpost.models.head_count import attention_heads
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -102,7 +103,7 @@ class DualBranchEmoticon(MultimodalModel):
         """A text-only model reads no image tokens (the pooled vector is cheaper and unused)."""
         return ("pooled", "pooled") if getattr(config, "modalities", "both") == "text" else ("pooled", "tokens")
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "DualBranchEmoticon.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -124,7 +125,8 @@ class DualBranchEmoticon(MultimodalModel):
         self.fusion_bias = nn.Parameter(torch.zeros(h))
         learned = cfg.fusion == "attention" and self.use_text and self.use_image
         self.score = weight_score(e, h) if learned else None   # the gated-attention fusion's modality scores
-        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(h, num_classes))
+        self.tasks = list(task_sizes(num_classes))
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), build_classifier(h, num_classes))
         self.itm_head = nn.Sequential(nn.ReLU(), nn.Linear(h, 2))
 
     # ------------------------------------------------------------------------------------------ parts
@@ -152,8 +154,8 @@ class DualBranchEmoticon(MultimodalModel):
             return self._single(batch, n)
         t, v = self.embed_text(batch), self.embed_image(batch)
         fused, w = self.fuse(t, v, batch.has_image)
-        out = EmoticonOutput(logits=self.head(fused), text_embeds=t, image_embeds=v, fused=fused,
-                             has_image=batch.has_image, modality_weights=w)
+        out = EmoticonOutput.of_tasks(task_logits(self.head(fused), self.tasks), text_embeds=t, image_embeds=v,
+                                      fused=fused, has_image=batch.has_image, modality_weights=w)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index
@@ -172,8 +174,8 @@ class DualBranchEmoticon(MultimodalModel):
             z, t, w = self.image_in(v), torch.zeros_like(v), torch.tensor([0.0, 1.0])
         fused = z + self.fusion_bias
         no_pairs = torch.zeros(n, dtype=torch.bool, device=fused.device)
-        return EmoticonOutput(logits=self.head(fused), text_embeds=t, image_embeds=v, fused=fused, has_image=no_pairs,
-                              modality_weights=w.to(fused).expand(n, 2))
+        return EmoticonOutput.of_tasks(task_logits(self.head(fused), self.tasks), text_embeds=t, image_embeds=v,
+                                       fused=fused, has_image=no_pairs, modality_weights=w.to(fused).expand(n, 2))
 
     @torch.no_grad()
     def modality_weights(self, batch: Batch) -> Tensor:

@@ -59,6 +59,7 @@ from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.head_count import attention_heads
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.models.pooling import masked_mean
 from mmpost.registry import register
@@ -139,7 +140,7 @@ class LxmertStyle(MultimodalModel):
         """The pretrained path reads precomputed region features; the offline path the image tower's grid."""
         return ("tokens", "regions") if getattr(config, "path", None) else (cls.text_input, cls.image_input)
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "LxmertStyle.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -151,7 +152,8 @@ class LxmertStyle(MultimodalModel):
             self._build_offline(cfg)
         d = self.width
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(d, num_classes)
+        self.tasks = list(task_sizes(num_classes))
+        self.classifier = build_classifier(d, num_classes)
         self.text_proj = nn.Linear(d, cfg.proj_dim)
         self.image_proj = nn.Linear(d, cfg.proj_dim)
         self.itm_head = nn.Linear(d, 2)
@@ -273,8 +275,8 @@ class LxmertStyle(MultimodalModel):
         else:
             t = self.text_proj(enc.text_pooled)
             v = self.image_proj(masked_mean(enc.vis, enc.vis_mask))
-        out = ModelOutput(logits=self.classifier(self.dropout(fused)), text_embeds=t, image_embeds=v, fused=fused,
-                          has_image=batch.has_image)
+        out = ModelOutput.of_tasks(task_logits(self.classifier(self.dropout(fused)), self.tasks), text_embeds=t,
+                                   image_embeds=v, fused=fused, has_image=batch.has_image)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index
