@@ -187,3 +187,13 @@ def test_mmbt_trains_with_every_aux_setting_and_predicts(tmp_path, toy_csv, tiny
         mmpost.Post(id="x", text="thing 2", images=[str(tmp_path / "imgs" / "p1.png")]),
         mmpost.Post(id="y", text="a post about thing 5", images=[])])
     assert all(sum(p.values()) == pytest.approx(1.0, abs=1e-5) for p in probs)
+
+
+def test_several_tasks_get_a_head_each(tiny_bert):
+    model = make_model(tiny_bert, num_classes={"sentiment": 3, "sarcasm": 2})
+    out = model(make_batch(model, TEXTS[:2], images(2), [True, False]))
+    assert list(out.task_logits) == ["sentiment", "sarcasm"] and out.logits is out.task_logits["sentiment"]
+    assert out.task_logits["sentiment"].shape == (2, 3) and out.task_logits["sarcasm"].shape == (2, 2)
+    assert {"classifier.sentiment.weight", "classifier.sarcasm.bias"} <= set(model.state_dict())
+    one = make_model(tiny_bert)
+    assert list(one(make_batch(one, TEXTS[:1], images(1), [True])).task_logits) == ["default"]

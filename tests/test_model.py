@@ -87,7 +87,7 @@ def test_att_text_tokens_attend_over_image_tokens():
     assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1:], b[1:], atol=1e-6)
     out = model(batch)
     out.logits.sum().backward()
-    assert model.attention.in_proj_weight.grad is not None
+    assert model.fusion.attention.in_proj_weight.grad is not None
 
 
 def test_att_reads_the_same_from_a_cached_first_text_token():
@@ -108,8 +108,8 @@ def test_att_full_query_attention_equals_first_token_query():
     model = BerViTAtt(text, image, num_classes=3, config=BerViTAtt.Config(heads=2)).eval()
     tokens = torch.randn(3, 5, 16)
     img = torch.randn(3, 7, 16)
-    full, _ = model.attention(tokens, img, img, need_weights=False)
-    first, _ = model.attention(tokens[:, :1], img, img, need_weights=False)
+    full, _ = model.fusion.attention(tokens, img, img, need_weights=False)
+    first, _ = model.fusion.attention(tokens[:, :1], img, img, need_weights=False)
     assert torch.allclose(full[:, 0], first[:, 0], atol=1e-6)
 
 
@@ -165,3 +165,102 @@ def test_a_bad_config_value_is_a_clear_error_naming_the_key(family, key, value, 
 
 def test_lxmert_layers_are_not_checked_on_the_pretrained_path():
     assert _config_cls("lxmert")(path="some/lxmert", layers=0).layers == 0
+
+
+# ---- one head-count rule --------------------------------------------------------------------------------------
+def test_one_head_count_rule_for_every_family():
+    from mmpost.models.att import BerViTAtt
+    from mmpost.models.emoticon import DualBranchEmoticon
+    from mmpost.models.head_count import attention_heads
+    from mmpost.models.lxmert import LxmertStyle
+    assert attention_heads(384, 8) == 8 and attention_heads(16, 6) == 4 and attention_heads(16, 3) == 2
+    assert attention_heads(7, 8) == 7 and attention_heads(5, 2) == 1
+    att = BerViTAtt(TinyTextTower(dim=16), TinyImageTower(), 2, BerViTAtt.Config(heads=6))
+    assert att.fusion.attention.num_heads == 4
+    lx = LxmertStyle(TinyTextTower(dim=16), TinyImageTower(), 2, LxmertStyle.Config(heads=6, layers=1))
+    assert lx.cross_layers[0].lang_self_att.self.num_attention_heads == 4
+    emo = DualBranchEmoticon(TinyTextTower(), TinyImageTower(), 2,
+                             DualBranchEmoticon.Config(hidden=16, proj_dim=8, heads=6, layers=1))
+    assert emo.image_branch.encoder.layers[0].self_attn.num_heads == 4
+
+
+# ---- several tasks per model ----------------------------------------------------------------------------------
+def test_heads_one_task_is_a_plain_linear_several_a_head_per_task():
+    from torch import nn
+
+    from mmpost.models.heads import TaskHeads, build_classifier, task_logits, task_sizes
+    one = build_classifier(6, 3)
+    assert type(one) is nn.Linear and list(one.state_dict()) == ["weight", "bias"]
+    assert type(build_classifier(6, {"sentiment": 3})) is nn.Linear
+    several = build_classifier(6, {"sentiment": 3, "sarcasm": 2, "topics": 5})
+    assert isinstance(several, TaskHeads) and list(several) == ["sentiment", "sarcasm", "topics"]
+    out = several(torch.randn(4, 6))
+    assert [(k, tuple(v.shape)) for k, v in out.items()] == [("sentiment", (4, 3)), ("sarcasm", (4, 2)),
+                                                             ("topics", (4, 5))]
+    assert list(task_logits(one(torch.randn(4, 6)), ["default"])) == ["default"]
+    assert task_sizes(4) == {"default": 4}
+
+
+@pytest.mark.parametrize("bad,message", [({}, "maps no task"), ({"a": 0}, "positive integer"), (0, "positive"),
+                                         ({"a.b": 2}, "cannot name a head"), ({"train": 2}, "cannot name a head"),
+                                         (2.5, "positive integer")])
+def test_bad_num_classes_is_a_clear_error(bad, message):
+    from mmpost.models.heads import task_sizes
+    with pytest.raises(ValueError, match=message):
+        task_sizes(bad)
+
+
+def _family(name: str, num_classes):
+    import mmpost  # noqa: F401
+    from mmpost import registry
+    cls = registry.get("model", name)
+    small = {"conc": dict(hidden=12, proj_dim=6), "att": dict(proj_dim=6, heads=2),
+             "emoticon": dict(hidden=16, proj_dim=8, heads=4, layers=1), "lxmert": dict(proj_dim=8, heads=2)}
+    torch.manual_seed(0)
+    return cls(TinyTextTower(), TinyImageTower(), num_classes, cls.Config(**small[name])).eval()
+
+
+def _family_batch(name: str):
+    if name == "conc":
+        return _batch(3, has_image=[True, False, True])
+    batch = _token_batch(TinyTextTower(), 3, has_image=[True, False, True])
+    if name == "emoticon":
+        batch.text_features = torch.randn(3, 16)
+    return batch
+
+
+@pytest.mark.parametrize("name", ["conc", "att", "emoticon", "lxmert"])
+def test_a_family_with_several_tasks_has_a_head_and_logits_per_task(name):
+    tasks = {"sentiment": 3, "sarcasm": 2}
+    model = _family(name, tasks)
+    keys = list(model.state_dict())
+    prefix = "head.2." if name == "emoticon" else "classifier."
+    assert [k for k in keys if k.startswith(prefix)] == [prefix + k for k in
+                                                         ("sentiment.weight", "sentiment.bias", "sarcasm.weight",
+                                                          "sarcasm.bias")]
+    out = model(_family_batch(name))
+    assert list(out.task_logits) == ["sentiment", "sarcasm"]
+    assert out.task_logits["sentiment"].shape == (3, 3) and out.task_logits["sarcasm"].shape == (3, 2)
+    assert out.logits is out.task_logits["sentiment"]
+    (out.task_logits["sarcasm"].sum()).backward()
+    head = model.head[2] if name == "emoticon" else model.classifier
+    assert head["sarcasm"].weight.grad is not None and head["sentiment"].weight.grad is None
+
+
+@pytest.mark.parametrize("name", ["conc", "att", "emoticon", "lxmert"])
+def test_a_family_with_one_task_keeps_its_classifier_and_fills_task_logits(name):
+    model = _family(name, 3)
+    prefix = "head.2." if name == "emoticon" else "classifier."
+    assert [k for k in model.state_dict() if k.startswith(prefix)] == [prefix + "weight", prefix + "bias"]
+    out = model(_family_batch(name))
+    assert list(out.task_logits) == ["default"] and out.task_logits["default"] is out.logits
+    named = _family(name, {"mood": 3})
+    assert list(named(_family_batch(name)).task_logits) == ["mood"]
+    assert list(named.state_dict()) == list(model.state_dict())                 # same keys: saved runs still load
+
+
+def test_an_output_built_from_logits_alone_has_the_default_task():
+    from mmpost.models.output import ModelOutput
+    x = torch.randn(2, 3)
+    out = ModelOutput(logits=x, text_embeds=x, image_embeds=x, fused=x, has_image=torch.ones(2, dtype=torch.bool))
+    assert list(out.task_logits) == ["default"] and out.task_logits["default"] is x

@@ -283,3 +283,13 @@ def test_offline_trains_with_every_aux_setting_and_predicts(tmp_path, tiny_bert,
     assert sum(probs[1].values()) == pytest.approx(1.0, abs=1e-5)
     alone = mmpost.load(result.run_dir).predict([mmpost.Post(id="x", text="a post about thing 1")])  # no image at all
     assert alone[0] == pytest.approx(probs[0], abs=1e-5)
+
+
+def test_several_tasks_get_a_head_each(tiny_bert):
+    model = make_model(tiny_bert, {"sentiment": 3, "sarcasm": 2})
+    out = model(make_batch(model, ["a cat", "the dog sat"], [True, False]))
+    assert list(out.task_logits) == ["sentiment", "sarcasm"] and out.logits is out.task_logits["sentiment"]
+    assert out.task_logits["sentiment"].shape == (2, 3) and out.task_logits["sarcasm"].shape == (2, 2)
+    assert {"classifier.sentiment.weight", "classifier.sarcasm.bias"} <= set(model.state_dict())
+    one = make_model(tiny_bert, 3)
+    assert list(one(make_batch(one, ["a cat"], [True])).task_logits) == ["default"]

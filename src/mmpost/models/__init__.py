@@ -1,1 +1,1 @@
-from . import emoticon  # noqa: F401  (registers the emoticon family)
+from . import emoticon, fusions  # noqa: F401  (registers the emoticon family and every fusion)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_at_least, check_widths
+from mmpost.models.fusions.cross_attention import CrossAttentionFusion
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
+from mmpost.models.legacy_keys import rename_old_keys
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
+
+OLD_KEYS = {"attention.": "fusion.attention.", "fusion.0.": "fusion.mlp.0."}   # runs saved before the fusion module
 
 
 @register("model", "att")
@@ -35,27 +39,26 @@ class BerViTAtt(MultimodalModel):
             check_widths(self)
             check_at_least("heads", self.heads, 1)
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "BerViTAtt.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
         self.config = cfg
         d, dv = text_tower.dim, image_tower.dim
-        heads = cfg.heads if d % cfg.heads == 0 else 1
         self.image_in = nn.Sequential(nn.LayerNorm(dv), nn.Linear(dv, d))
-        self.attention = nn.MultiheadAttention(d, heads, dropout=cfg.dropout, batch_first=True)
-        self.fusion = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Dropout(cfg.dropout))
-        self.classifier = nn.Linear(d, num_classes)
+        self.fusion = CrossAttentionFusion(d, cfg.heads, cfg.dropout)
+        self.tasks = list(task_sizes(num_classes))
+        self.classifier = build_classifier(d, num_classes)
         self.text_proj = nn.Linear(d, cfg.proj_dim)
         self.image_proj = nn.Linear(dv, cfg.proj_dim)
         self.itm_head = nn.Linear(d, 2)
+        rename_old_keys(self, OLD_KEYS)
 
     def fuse(self, first: Tensor, image_tokens: Tensor) -> Tensor:
         """first [B, d] (the first text token), image_tokens [B, T, d] (projected) → fused [B, d]. Only the
         first text token's attention output is read, and queries do not interact, so it is the only query:
         the rest of the text never needs to reach the model, and a frozen text tower's first token is cached."""
-        attended, _ = self.attention(first[:, None], image_tokens, image_tokens, need_weights=False)
-        return self.fusion(torch.cat([first, attended[:, 0]], dim=-1))
+        return self.fusion(first, image_tokens)
 
     def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> ModelOutput:
         first = self.first_text_token(batch)                   # [B, d]
@@ -63,8 +66,8 @@ class BerViTAtt(MultimodalModel):
         image_d = self.image_in(image)
         fused = self.fuse(first, image_d)
         t, v = self.text_proj(first), self.image_proj(image.mean(dim=1))
-        out = ModelOutput(logits=self.classifier(fused), text_embeds=t, image_embeds=v, fused=fused,
-                          has_image=batch.has_image)
+        out = ModelOutput.of_tasks(task_logits(self.classifier(fused), self.tasks), text_embeds=t, image_embeds=v,
+                                   fused=fused, has_image=batch.has_image)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index

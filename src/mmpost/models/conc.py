@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_widths
+from mmpost.models.fusions.concat import ConcatFusion
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -31,7 +32,7 @@ class BerViTConc(MultimodalModel):
         def __post_init__(self) -> None:
             check_widths(self, ("hidden", "proj_dim"))
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "BerViTConc.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -41,20 +42,21 @@ class BerViTConc(MultimodalModel):
         self.image_norm = nn.LayerNorm(dv)
         self.text_proj = nn.Linear(dt, cfg.proj_dim)
         self.image_proj = nn.Linear(dv, cfg.proj_dim)
-        self.fusion = nn.Sequential(nn.Linear(2 * cfg.proj_dim, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
-        self.classifier = nn.Linear(cfg.hidden, num_classes)
+        self.fusion = ConcatFusion(cfg.proj_dim, cfg.hidden, cfg.dropout)
+        self.tasks = list(task_sizes(num_classes))
+        self.classifier = build_classifier(cfg.hidden, num_classes)
         self.itm_head = nn.Linear(cfg.hidden, 2)
 
     def fuse(self, text_embeds: Tensor, image_embeds: Tensor) -> Tensor:
         """text_embeds, image_embeds [B, proj_dim] → fused [B, hidden]."""
-        return self.fusion(torch.cat([text_embeds, image_embeds], dim=-1))
+        return self.fusion(text_embeds, image_embeds)
 
     def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> ModelOutput:
         t = self.text_proj(self.text_norm(self.pooled_text(batch)))
         v = self.image_proj(self.image_norm(self.pooled_image(batch)))
         fused = self.fuse(t, v)
-        out = ModelOutput(logits=self.classifier(fused), text_embeds=t, image_embeds=v, fused=fused,
-                          has_image=batch.has_image)
+        out = ModelOutput.of_tasks(task_logits(self.classifier(fused), self.tasks), text_embeds=t, image_embeds=v,
+                                   fused=fused, has_image=batch.has_image)
         if itm is not None:
             itm_pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             pair_fused = self.fuse(t[itm_pairs.text_index], v[itm_pairs.image_index])

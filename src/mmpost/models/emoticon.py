@@ -16,7 +16,10 @@ Shapes: B posts, T image tokens, Dt / Dv tower widths, H = ``hidden``, E = ``pro
   without an image; ``fused = n·(α_t z_t + α_v z_v) + b`` with n the modalities present. The score's last layer
   starts at zero, so training starts from equal weights — which is exactly the ``concat`` fusion,
   ``fused = W [text_embeds; image_embeds] + b = z_t + z_v + b``: the two differ only by the learned weights.
-* classifier: ReLU → dropout → Linear(H→C).
+  Both are the registered ``gated-attention`` fusion (learned weights, or equal ones), computed by its
+  :func:`~mmpost.models.fusions.gated_attention.gated_fusion` on this model's own layers (``text_in``,
+  ``image_in``, ``fusion_bias``, ``score``: built where they always were, so weights and saved runs are unchanged).
+* classifier: ReLU → dropout → Linear(H→C) (one Linear per task with several tasks, :mod:`mmpost.models.heads`).
 
 Ablations: ``fusion="concat"``; ``modalities="text"`` or ``"image"`` builds one branch only (its weight is 1; the
 output reports no image-text pairs, so ITC and ITM have nothing to contrast). The weights are inspectable:
@@ -33,6 +36,9 @@ from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import check_at_least, check_choice, check_widths
+from mmpost.models.fusions.gated_attention import gated_fusion, weight_score
+from mmpost.models.head_count import attention_heads
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
 from mmpost.registry import register
 
@@ -97,7 +103,7 @@ class DualBranchEmoticon(MultimodalModel):
         """A text-only model reads no image tokens (the pooled vector is cheaper and unused)."""
         return ("pooled", "pooled") if getattr(config, "modalities", "both") == "text" else ("pooled", "tokens")
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "DualBranchEmoticon.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -111,19 +117,16 @@ class DualBranchEmoticon(MultimodalModel):
             self.text_proj = nn.Linear(h, e)
             self.text_in = nn.Linear(e, h, bias=False)
         if self.use_image:
-            heads = cfg.heads if h % cfg.heads == 0 else 1
+            heads = attention_heads(h, cfg.heads)
             self.image_branch = ImageBranch(image_tower.dim, h, heads, cfg.layers, cfg.dropout)
             self.image_proj = nn.Linear(h, e)
             self.image_in = nn.Linear(e, h, bias=False)
             self.no_image_embed = nn.Parameter(0.02 * torch.randn(e))   # a post without an image, in the shared space
         self.fusion_bias = nn.Parameter(torch.zeros(h))
-        if cfg.fusion == "attention" and self.use_text and self.use_image:
-            self.score = nn.Sequential(nn.Linear(2 * e, h), nn.Tanh(), nn.Linear(h, 2))
-            nn.init.zeros_(self.score[-1].weight)
-            nn.init.zeros_(self.score[-1].bias)
-        else:
-            self.score = None
-        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(h, num_classes))
+        learned = cfg.fusion == "attention" and self.use_text and self.use_image
+        self.score = weight_score(e, h) if learned else None   # the gated-attention fusion's modality scores
+        self.tasks = list(task_sizes(num_classes))
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), build_classifier(h, num_classes))
         self.itm_head = nn.Sequential(nn.ReLU(), nn.Linear(h, 2))
 
     # ------------------------------------------------------------------------------------------ parts
@@ -136,23 +139,11 @@ class DualBranchEmoticon(MultimodalModel):
         v = self.image_proj(self.image_branch(self.image_tokens(batch)))
         return torch.where(batch.has_image[:, None], v, self.no_image_embed.to(v.dtype).expand_as(v))
 
-    def weights(self, t: Tensor, v: Tensor, has_image: Tensor) -> Tensor:
-        """[B, 2] weights of (text, image): learned per post (``attention``) or equal (``concat``); a post
-        without an image puts all its weight on the text."""
-        if self.score is not None:
-            no_image = torch.stack([torch.zeros_like(has_image), ~has_image], dim=-1)
-            return torch.softmax(self.score(torch.cat([t, v], dim=-1)).masked_fill(no_image, float("-inf")), dim=-1)
-        equal = torch.full((t.shape[0], 2), 0.5, dtype=t.dtype, device=t.device)
-        return torch.where(has_image[:, None], equal, torch.tensor([1.0, 0.0], dtype=t.dtype, device=t.device))
-
     def fuse(self, t: Tensor, v: Tensor, has_image: Tensor) -> tuple[Tensor, Tensor]:
-        """text_embeds, image_embeds [B, E], has_image [B] → (fused [B, H], modality weights [B, 2])."""
-        w = self.weights(t, v, has_image)
-        if self.score is None:       # concat: W [t; v] + b (a missing image is the learned stand-in, as elsewhere)
-            return self.text_in(t) + self.image_in(v) + self.fusion_bias, w
-        present = 1.0 + has_image.to(t.dtype)
-        fused = present[:, None] * (w[:, :1] * self.text_in(t) + w[:, 1:] * self.image_in(v)) + self.fusion_bias
-        return fused, w
+        """text_embeds, image_embeds [B, E], has_image [B] → (fused [B, H], modality weights [B, 2]): the
+        ``gated-attention`` fusion (:mod:`mmpost.models.fusions.gated_attention`) on this model's own layers —
+        learned weights for ``attention``, equal weights (a linear layer over the concatenation) for ``concat``."""
+        return gated_fusion(t, v, has_image, self.text_in, self.image_in, self.fusion_bias, self.score)
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> EmoticonOutput:
@@ -163,8 +154,8 @@ class DualBranchEmoticon(MultimodalModel):
             return self._single(batch, n)
         t, v = self.embed_text(batch), self.embed_image(batch)
         fused, w = self.fuse(t, v, batch.has_image)
-        out = EmoticonOutput(logits=self.head(fused), text_embeds=t, image_embeds=v, fused=fused,
-                             has_image=batch.has_image, modality_weights=w)
+        out = EmoticonOutput.of_tasks(task_logits(self.head(fused), self.tasks), text_embeds=t, image_embeds=v,
+                                      fused=fused, has_image=batch.has_image, modality_weights=w)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index
@@ -183,8 +174,8 @@ class DualBranchEmoticon(MultimodalModel):
             z, t, w = self.image_in(v), torch.zeros_like(v), torch.tensor([0.0, 1.0])
         fused = z + self.fusion_bias
         no_pairs = torch.zeros(n, dtype=torch.bool, device=fused.device)
-        return EmoticonOutput(logits=self.head(fused), text_embeds=t, image_embeds=v, fused=fused, has_image=no_pairs,
-                              modality_weights=w.to(fused).expand(n, 2))
+        return EmoticonOutput.of_tasks(task_logits(self.head(fused), self.tasks), text_embeds=t, image_embeds=v,
+                                       fused=fused, has_image=no_pairs, modality_weights=w.to(fused).expand(n, 2))
 
     @torch.no_grad()
     def modality_weights(self, batch: Batch) -> Tensor:

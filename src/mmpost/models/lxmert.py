@@ -48,7 +48,6 @@ language and visual tokens (encoded once per batch) go through the cross layers 
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
@@ -59,10 +58,11 @@ from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
+from mmpost.models.head_count import attention_heads
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
+from mmpost.models.pooling import masked_mean
 from mmpost.registry import register
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,19 +100,6 @@ def grid_boxes(n: int, *, device=None, dtype=torch.float32) -> Tensor:
 def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
     """[B, N] bool (True = attend) → [B, 1, 1, N] added to attention scores, as LXMERT's layers expect."""
     return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-
-def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
-    m = mask.unsqueeze(-1).to(tokens.dtype)
-    return (tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-
-def pick_heads(dim: int, wanted: int) -> int:
-    """``wanted`` when it divides ``dim``, else the largest divisor of ``dim`` below it."""
-    heads = max(h for h in range(1, max(wanted, 1) + 1) if dim % h == 0)
-    if heads != wanted:
-        log.warning("lxmert: %d heads do not divide the width %d; using %d", wanted, dim, heads)
-    return heads
 
 
 def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:
@@ -153,7 +140,7 @@ class LxmertStyle(MultimodalModel):
         """The pretrained path reads precomputed region features; the offline path the image tower's grid."""
         return ("tokens", "regions") if getattr(config, "path", None) else (cls.text_input, cls.image_input)
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "LxmertStyle.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -165,7 +152,8 @@ class LxmertStyle(MultimodalModel):
             self._build_offline(cfg)
         d = self.width
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(d, num_classes)
+        self.tasks = list(task_sizes(num_classes))
+        self.classifier = build_classifier(d, num_classes)
         self.text_proj = nn.Linear(d, cfg.proj_dim)
         self.image_proj = nn.Linear(d, cfg.proj_dim)
         self.itm_head = nn.Linear(d, 2)
@@ -176,7 +164,7 @@ class LxmertStyle(MultimodalModel):
         from transformers import LxmertConfig
         from transformers.models.lxmert.modeling_lxmert import LxmertXLayer
         d = self.width = self.text_tower.dim
-        xcfg = LxmertConfig(hidden_size=d, num_attention_heads=pick_heads(d, cfg.heads), intermediate_size=4 * d,
+        xcfg = LxmertConfig(hidden_size=d, num_attention_heads=attention_heads(d, cfg.heads), intermediate_size=4 * d,
                             hidden_act="gelu", hidden_dropout_prob=cfg.dropout,
                             attention_probs_dropout_prob=cfg.dropout, l_layers=0, r_layers=0, x_layers=cfg.layers)
         self.visual_embed = VisualEmbedding(self.image_tower.dim, d, cfg.dropout)
@@ -287,8 +275,8 @@ class LxmertStyle(MultimodalModel):
         else:
             t = self.text_proj(enc.text_pooled)
             v = self.image_proj(masked_mean(enc.vis, enc.vis_mask))
-        out = ModelOutput(logits=self.classifier(self.dropout(fused)), text_embeds=t, image_embeds=v, fused=fused,
-                          has_image=batch.has_image)
+        out = ModelOutput.of_tasks(task_logits(self.classifier(self.dropout(fused)), self.tasks), text_embeds=t,
+                                   image_embeds=v, fused=fused, has_image=batch.has_image)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index

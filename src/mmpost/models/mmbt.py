@@ -46,9 +46,10 @@ from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_choice, check_widths
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
+from mmpost.models.pooling import masked_mean
 from mmpost.registry import register
-
 
 
 def position_budget(model: nn.Module) -> int:
@@ -78,7 +79,7 @@ class MMBT(MultimodalModel):
             check_widths(self)
             check_choice("contrast", self.contrast, CONTRASTS)
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "MMBT.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -102,7 +103,8 @@ class MMBT(MultimodalModel):
         self.image_position = nn.Parameter(std * torch.randn(n_image_pos, d))
         self.image_segment = nn.Parameter(std * torch.randn(d))
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(d, num_classes)
+        self.tasks = list(task_sizes(num_classes))
+        self.classifier = build_classifier(d, num_classes)
         self.text_proj = nn.Linear(d, cfg.proj_dim)
         self.image_proj = nn.Linear(d if cfg.contrast == "fused" else dv, cfg.proj_dim)
         self.itm_head = nn.Linear(d, 2)
@@ -158,8 +160,7 @@ class MMBT(MultimodalModel):
         t = image.shape[1]
         if self.config.contrast == "fused":
             start = 1 + self.image_block_size(t)
-            m = mask[:, 1:].unsqueeze(-1).to(hidden.dtype)                  # text positions after [CLS]
-            text_vec = (hidden[:, start:] * m).sum(1) / m.sum(1).clamp(min=1.0)
+            text_vec = masked_mean(hidden[:, start:], mask[:, 1:])         # text positions after [CLS]
             image_vec = hidden[:, 1:1 + t].mean(1)
             return self.text_proj(text_vec), self.image_proj(image_vec)
         assert batch.text_inputs is not None
@@ -176,8 +177,8 @@ class MMBT(MultimodalModel):
         hidden = self.encode(ids, mask, types, image_d)        # [B, N, d]
         cls = hidden[:, 0]
         t, v = self.contrast_embeds(batch, image, hidden, mask)
-        out = ModelOutput(logits=self.classifier(self.dropout(cls)), text_embeds=t, image_embeds=v, fused=cls,
-                          has_image=batch.has_image)
+        out = ModelOutput.of_tasks(task_logits(self.classifier(self.dropout(cls)), self.tasks), text_embeds=t,
+                                   image_embeds=v, fused=cls, has_image=batch.has_image)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             out.itm_logits = self.itm_head(self.pair_cls(pairs, cls, ids, mask, types, image_d))

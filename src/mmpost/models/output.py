@@ -2,22 +2,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
+
+from mmpost.models.heads import DEFAULT_TASK
 
 
 @dataclass
 class ModelOutput:
     """Shapes: B posts in the batch, C classes, P ITM pairs, E projection dim, H fused dim.
 
-    logits        [B, C]  class scores for the post's task
+    logits        [B, C]  class scores for the post's (first) task: ``task_logits``' first value
     text_embeds   [B, E]  projected text vector (not normalised; ITC normalises)
     image_embeds  [B, E]  projected image vector
     fused         [B, H]  the fused representation the classifier reads
     has_image     [B]     bool; False where the image is missing or masked
     itm_logits    [P, 2]  match / no-match scores for the requested pairs (only when asked)
     itm_labels    [P]     1 = the pair comes from one post, 0 = a made-up negative (only when asked)
+    task_logits   {task: [B, C_task]}  class scores of every task, in the model's order; a model built with an
+                  int ``num_classes`` has the one task "default" (filled from ``logits`` when not given)
     """
 
     logits: Tensor
@@ -27,6 +31,16 @@ class ModelOutput:
     has_image: Tensor
     itm_logits: Tensor | None = None
     itm_labels: Tensor | None = None
+    task_logits: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.task_logits:
+            self.task_logits = {DEFAULT_TASK: self.logits}
+
+    @classmethod
+    def of_tasks(cls, task_logits: dict[str, Tensor], **fields) -> "ModelOutput":
+        """An output whose ``logits`` is the first task's scores; ``fields`` are the other fields."""
+        return cls(logits=next(iter(task_logits.values())), task_logits=task_logits, **fields)
 
 
 @dataclass

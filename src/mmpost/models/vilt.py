@@ -73,19 +73,15 @@ from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
+from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
 from mmpost.models.output import ItmPairs, ItmSampler, ModelOutput
+from mmpost.models.pooling import masked_mean
 from mmpost.registry import register
 
 log = logging.getLogger(__name__)
 
 TEXT_TOKENS = 40            # the seed paper's text cap
 VILT_MEAN_STD = 0.5         # ViLT's pixel normalisation when its folder does not say
-
-
-def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
-    """hidden [B, N, d], mask [B, N] (1 = real) → [B, d]; an all-masked row gives zeros."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def cap_text(ids: Tensor, mask: Tensor, cap: int, sep_id: int | None) -> tuple[Tensor, Tensor]:
@@ -257,7 +253,7 @@ class ViltStyle(MultimodalModel):
     def inputs(cls, config) -> tuple[str, str]:
         return ("tokens", "pixels") if getattr(config, "path", None) else (cls.text_input, cls.image_input)
 
-    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: int,
+    def __init__(self, text_tower: TextTower, image_tower: ImageTower, num_classes: NumClasses,
                  config: "ViltStyle.Config | None" = None) -> None:
         super().__init__(text_tower, image_tower)
         cfg = config or self.Config()
@@ -268,7 +264,8 @@ class ViltStyle(MultimodalModel):
             else OfflineStream(text_tower, image_tower, cap))
         d = self.stream.dim
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(d, num_classes)
+        self.tasks = list(task_sizes(num_classes))
+        self.classifier = build_classifier(d, num_classes)
         self.text_proj = nn.Linear(d, cfg.proj_dim)
         self.image_proj = nn.Linear(d, cfg.proj_dim)
         self.itm_head = nn.Linear(d, 2)
@@ -324,8 +321,8 @@ class ViltStyle(MultimodalModel):
         image, image_mean = self.image_part(batch)
         hidden, pooled = self.stream.encode(text, image)
         t, v = self.contrast_embeds(text, image, hidden, image_mean)
-        out = ModelOutput(logits=self.classifier(self.dropout(pooled)), text_embeds=t, image_embeds=v,
-                          fused=pooled, has_image=batch.has_image)
+        out = ModelOutput.of_tasks(task_logits(self.classifier(self.dropout(pooled)), self.tasks), text_embeds=t,
+                                   image_embeds=v, fused=pooled, has_image=batch.has_image)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             out.itm_logits = self.itm_head(self.dropout(self.pair_pooled(pairs, pooled, text, image)))
