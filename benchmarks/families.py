@@ -36,11 +36,11 @@ def main() -> None:
     import mmpost  # noqa: F401  (registers every family)
     from mmpost.apps.build import build_model, build_objective, build_tower
     from mmpost.apps.datasets import build_datasets
-    from mmpost.objectives.combined import single_task
     from mmpost.apps.prepare import prepare
     from mmpost.config import data_root, load_config
     from mmpost.data.dataset import label_ids, unwrap
     from mmpost.engine.step import TrainStep
+    from mmpost.objectives.combined import single_task
 
     cfg0 = load_config(args.recipe, ["progress=false"])
     if data_root(cfg0.data) is None:

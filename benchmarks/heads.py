@@ -46,7 +46,6 @@ def main() -> None:
     hf_logging.disable_progress_bar()
 
     from mmpost.apps.build import build_model, build_objective
-    from mmpost.objectives.combined import single_task
     from mmpost.apps.training_setup import build_optimizer, loader
     from mmpost.config import load_config
     from mmpost.data.batch import Batch
@@ -56,6 +55,7 @@ def main() -> None:
     from mmpost.engine.loop import train_epoch
     from mmpost.engine.setup import make_fabric, torch_threads
     from mmpost.engine.step import TrainStep
+    from mmpost.objectives.combined import single_task
 
     class CachedText(TextTower):        # a frozen tower whose features are cached: the model reads only its size
         dim = 384

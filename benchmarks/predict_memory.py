@@ -43,7 +43,8 @@ def train_small_run(work: Path, threads: int) -> Path:
     if (run / "model.safetensors").exists():
         return run
     overrides = ["text_encoder.trainable=false", "data.synthetic.n=600", "data.synthetic.size=64",
-                 "train.epochs=3", "objectives.itc.enabled=true", "objectives.itm.enabled=true", f"out_dir={work / 'runs'}",
+                 "train.epochs=3", "objectives.itc.enabled=true", "objectives.itm.enabled=true",
+                 f"out_dir={work / 'runs'}",
                  "name=frozen-conc", f"cache_dir={work / 'train-cache'}", "progress=false"]
     with torch_threads(threads):
         return train(load_config(None, overrides)).run_dir

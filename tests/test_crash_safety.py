@@ -53,7 +53,8 @@ def setup(tmp_path_factory):
     """Toy data, overrides and an uninterrupted reference run (which also fills the feature cache)."""
     tmp = tmp_path_factory.mktemp("crash")
     csv_path = write_toy_csv(tmp, n=90)
-    over = tiny_overrides(tmp, csv_path) + ["objectives.itc.enabled=true", "objectives.itm.enabled=true", f"train.epochs={EPOCHS}",
+    over = tiny_overrides(tmp, csv_path) + ["objectives.itc.enabled=true", "objectives.itm.enabled=true",
+                                            f"train.epochs={EPOCHS}",
                                             "train.patience=10", "model.dropout=0.3", "train.batch_size=4",
                                             "train.threads=1"]
     reference = train(load_config(None, over + ["name=reference"])).run_dir

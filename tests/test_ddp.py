@@ -49,9 +49,9 @@ def _posts_and_dataset():
 
 
 def _step(negatives: str):
-    from mmpost.objectives.combined import Objective, single_task
     from mmpost.engine.step import TrainStep
     from mmpost.models.conc import BerViTConc
+    from mmpost.objectives.combined import Objective, single_task
     from tests.conftest import TinyImageTower, TinyTextTower
     torch.manual_seed(0)
     model = BerViTConc(TinyTextTower(dim=16), TinyImageTower(dim=8), 3,
@@ -188,7 +188,8 @@ def test_train_on_two_cpu_processes_writes_one_run(tmp_path, toy_csv):
     from mmpost.config import load_config
     from tests.conftest import tiny_overrides
     common = tiny_overrides(tmp_path, toy_csv) + [
-        "objectives.itc.enabled=true", "objectives.itm.enabled=true", "objectives.itm.negatives=hard", "model.dropout=0.0",
+        "objectives.itc.enabled=true", "objectives.itm.enabled=true", "objectives.itm.negatives=hard",
+        "model.dropout=0.0",
         "train.epochs=2", "train.batch_size=8"]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

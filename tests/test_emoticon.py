@@ -144,7 +144,7 @@ def _train(tmp_path, data, name: str, extra: list[str]):
 
 
 def test_trains_end_to_end_and_beats_chance_and_the_text_only_branch(tmp_path, emoticon_data):
-    both = _train(tmp_path, emoticon_data, "both", ["objectives.itc=true"])
+    both = _train(tmp_path, emoticon_data, "both", ["objectives.itc.enabled=true"])
     text = _train(tmp_path, emoticon_data, "text", ["model.modalities=text"])
     m, t, base = both.metrics["test"]["emoticon"], text.metrics["test"]["emoticon"], both.baseline
     n_classes = len(emoticon_data.labels)

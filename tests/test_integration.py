@@ -33,7 +33,8 @@ def test_memes_recipe_beats_majority_with_real_encoders(tmp_path):
 
 def test_synthetic_default_with_real_encoders(tmp_path):
     cfg = load_config(None, ["data.source=synthetic", "data.synthetic.n=400", "task=sarcasm",
-                             "text_encoder.trainable=false", "objectives.itc.enabled=true", "objectives.itm.enabled=true",
+                             "text_encoder.trainable=false", "objectives.itc.enabled=true",
+                             "objectives.itm.enabled=true",
                              "train.epochs=30", "train.patience=10", f"out_dir={tmp_path}", "name=syn",
                              "progress=false"])
     result = train(cfg)

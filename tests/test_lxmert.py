@@ -9,7 +9,8 @@ import torch
 import mmpost
 import mmpost.models.lxmert  # noqa: F401  (registers "lxmert")
 from mmpost.apps.train import train
-from mmpost.config import ModelConfig, load_config
+from mmpost.config import load_config
+from mmpost.config_sections import model_config
 from mmpost.data.batch import Batch
 from mmpost.encoders.regions import RegionFileError, load_regions, read_region_file
 from mmpost.models.lxmert import LxmertStyle, grid_boxes
@@ -51,8 +52,8 @@ def with_image(batch: Batch, features: torch.Tensor) -> Batch:
 # ---- offline path ---------------------------------------------------------------------------------------------
 
 def test_inputs_depend_on_the_init_path():
-    assert LxmertStyle.inputs(ModelConfig(name="lxmert")) == ("tokens", "tokens")
-    assert LxmertStyle.inputs(ModelConfig(name="lxmert", path="some/lxmert")) == ("tokens", "regions")
+    assert LxmertStyle.inputs(model_config(dict(name="lxmert"))) == ("tokens", "tokens")
+    assert LxmertStyle.inputs(model_config(dict(name="lxmert", path="some/lxmert"))) == ("tokens", "regions")
 
 
 def test_offline_shapes_layers_and_heads():
@@ -341,7 +342,7 @@ def test_hf_path_trains_end_to_end_and_predicts(tmp_path, tiny_lxmert):
     over = tiny_overrides(tmp_path, csv_path) + [
         "name=hf", "model.name=lxmert", f"model.path={lx}", f"model.region_features={tmp_path}/regions",
         "text_encoder.name=hf-text", f"text_encoder.path={bert}", "text_encoder.trainable=false",
-        "train.epochs=1", "objectives.itc=true", "objectives.itm=true", "train.threads=1"]
+        "train.epochs=1", "objectives.itc.enabled=true", "objectives.itm.enabled=true", "train.threads=1"]
     result = train(load_config(None, over))
     assert result.history and all(np.isfinite(h["train_loss"]) for h in result.history)
     predictor = mmpost.load(result.run_dir)
@@ -361,7 +362,7 @@ def test_hf_path_trains_end_to_end_and_predicts(tmp_path, tiny_lxmert):
 # ---- offline end to end -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("aux,extra", [("base", []), ("itc", []), ("itm", []), ("itc+itm", []),
-                                       ("itc+itm", ["model.contrast=fused", "objectives.itm_negatives=hard"])])
+                                       ("itc+itm", ["model.contrast=fused", "objectives.itm.negatives=hard"])])
 def test_offline_trains_with_every_aux_setting_and_predicts(tmp_path, aux, extra):
     from mmpost.config import AUX_SETTINGS
     over = tiny_overrides(tmp_path, write_toy_csv(tmp_path, n=30)) + AUX_SETTINGS[aux] + extra + [
@@ -376,5 +377,5 @@ def test_offline_trains_with_every_aux_setting_and_predicts(tmp_path, aux, extra
     probs = mmpost.load(result.run_dir).predict([
         mmpost.Post(id="x", text="a post about thing 1"),
         mmpost.Post(id="y", text="hello", images=[str(tmp_path / "imgs" / "p0.png")])])
-    assert len(probs) == 2 and set(probs[0]) == {"red", "blue", "green"}
-    assert sum(probs[1].values()) == pytest.approx(1.0, abs=1e-5)
+    assert len(probs) == 2 and set(probs[0]["probs"]) == {"red", "blue", "green"}
+    assert sum(probs[1]["probs"].values()) == pytest.approx(1.0, abs=1e-5)

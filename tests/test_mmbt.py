@@ -8,7 +8,8 @@ import mmpost
 import mmpost.models.mmbt  # noqa: F401  (registers "mmbt")
 from mmpost.apps.build import build_model, build_tower
 from mmpost.apps.train import train
-from mmpost.config import EncoderConfig, ModelConfig, load_config
+from mmpost.config import EncoderConfig, load_config
+from mmpost.config_sections import model_config
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import set_trainable
 from mmpost.models.mmbt import MMBT
@@ -37,7 +38,7 @@ def make_model(path: str, contrast: str = "unimodal", trainable: bool = False, n
     text = build_tower(EncoderConfig(name="hf-text", path=path, trainable=trainable, max_length=64))
     image = build_tower(EncoderConfig(name="tiny-image"))
     torch.manual_seed(1)
-    model = build_model(ModelConfig(name="mmbt", proj_dim=8, contrast=contrast), text, image, num_classes)
+    model = build_model(model_config(dict(name="mmbt", proj_dim=8, contrast=contrast)), text, image, num_classes)
     assert isinstance(model, MMBT)
     return model.eval()
 
@@ -171,9 +172,9 @@ KEYS = {"accuracy", "weighted_f1", "macro_f1"}
 
 @pytest.mark.parametrize("aux,extra", [
     ([], []),
-    (["objectives.itc=true"], ["model.contrast=fused"]),
-    (["objectives.itm=true"], ["text_encoder.trainable=true"]),
-    (["objectives.itc=true", "objectives.itm=true", "objectives.itm_negatives=hard"], []),
+    (["objectives.itc.enabled=true"], ["model.contrast=fused"]),
+    (["objectives.itm.enabled=true"], ["text_encoder.trainable=true"]),
+    (["objectives.itc.enabled=true", "objectives.itm.enabled=true", "objectives.itm.negatives=hard"], []),
 ])
 def test_mmbt_trains_with_every_aux_setting_and_predicts(tmp_path, toy_csv, tiny_bert, aux, extra):
     over = tiny_overrides(tmp_path, toy_csv) + [
@@ -186,7 +187,7 @@ def test_mmbt_trains_with_every_aux_setting_and_predicts(tmp_path, toy_csv, tiny
     probs = mmpost.load(result.run_dir).predict([
         mmpost.Post(id="x", text="thing 2", images=[str(tmp_path / "imgs" / "p1.png")]),
         mmpost.Post(id="y", text="a post about thing 5", images=[])])
-    assert all(sum(p.values()) == pytest.approx(1.0, abs=1e-5) for p in probs)
+    assert all(sum(p["probs"].values()) == pytest.approx(1.0, abs=1e-5) for p in probs)
 
 
 def test_several_tasks_get_a_head_each(tiny_bert):

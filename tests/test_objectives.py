@@ -8,8 +8,8 @@ import torch
 
 from mmpost.data.batch import Batch
 from mmpost.models.output import ModelOutput
-from mmpost.objectives.ce import balanced_class_weights, ce_loss
 from mmpost.objectives.base import RequestContext
+from mmpost.objectives.ce import balanced_class_weights, ce_loss
 from mmpost.objectives.combined import Objective, loss_weights, single_task
 from mmpost.objectives.itc import ITCLoss, itc_loss
 from mmpost.objectives.itm import hard_pairs, itm_loss, random_pairs

@@ -60,7 +60,7 @@ def test_similarity_command_on_a_tiny_itc_run(tmp_path):
     lines = (tmp_path / "posts.csv").read_text().splitlines()
     lines = [lines[0] + ",relation"] + [f"{row},{codes[i % 4]}" for i, row in enumerate(lines[1:])]
     (tmp_path / "posts.csv").write_text("\n".join(lines) + "\n")
-    over = tiny_overrides(tmp_path, csv) + ["data.columns.labels.relation=relation", "objectives.itc=true",
+    over = tiny_overrides(tmp_path, csv) + ["data.columns.labels.relation=relation", "objectives.itc.enabled=true",
                                             "train.epochs=1", "name=itc"]
     result = train(load_config(None, over))
     res = CliRunner().invoke(app, ["similarity", str(result.run_dir), "--out", str(tmp_path / "sim.json")])

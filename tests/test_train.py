@@ -41,8 +41,8 @@ def test_train_writes_a_complete_run_folder(tmp_path, toy_csv):
     assert (run / "confusion_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     probs = mmpost.load(run).predict([mmpost.Post(id="x", text="a post about thing 1"),
                                       mmpost.Post(id="y", text="hello", images=[str(tmp_path / "imgs" / "p0.png")])])
-    assert len(probs) == 2 and set(probs[0]) == {"red", "blue", "green"}
-    assert sum(probs[1].values()) == pytest.approx(1.0, abs=1e-5)
+    assert len(probs) == 2 and set(probs[0]["probs"]) == {"red", "blue", "green"}
+    assert sum(probs[1]["probs"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("negatives", ["random", "hard"])
@@ -164,7 +164,8 @@ def test_cli_predict_writes_probabilities_and_validate_reports(tmp_path, toy_csv
 
 def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, toy_csv, monkeypatch):
     import mmpost.engine.loop as loop
-    over = tiny_overrides(tmp_path, toy_csv) + ["objectives.itc.enabled=true", "objectives.itm.enabled=true", "train.epochs=4",
+    over = tiny_overrides(tmp_path, toy_csv) + ["objectives.itc.enabled=true", "objectives.itm.enabled=true",
+                                                "train.epochs=4",
                                                 "train.patience=10", "model.dropout=0.3"]
     whole = train(load_config(None, over + ["name=whole"]))
     real = loop.train_epoch
@@ -193,7 +194,8 @@ def test_resume_after_an_interruption_reaches_the_same_metrics(tmp_path, toy_csv
 
 @pytest.mark.parametrize("aux", [[], ["objectives.itc.enabled=true"], ["objectives.itm.enabled=true"],
                                  ["objectives.itm.enabled=true", "objectives.itm.negatives=hard"],
-                                 ["objectives.itc.enabled=true", "objectives.itm.enabled=true", "objectives.itm.negatives=hard"]])
+                                 ["objectives.itc.enabled=true", "objectives.itm.enabled=true",
+                                  "objectives.itm.negatives=hard"]])
 def test_att_trains_with_every_aux_setting_and_predicts(tmp_path, toy_csv, aux):
     over = tiny_overrides(tmp_path, toy_csv) + ["model.name=att", "model.heads=4", "train.epochs=2", "name=att",
                                                 "text_encoder.trainable=false", *aux]
@@ -203,4 +205,4 @@ def test_att_trains_with_every_aux_setting_and_predicts(tmp_path, toy_csv, aux):
         assert (f"train_{part}" in result.history[0]) == any(part in a for a in aux)
     probs = mmpost.load(result.run_dir).predict([mmpost.Post(id="x", text="thing 2",
                                                              images=[str(tmp_path / "imgs" / "p1.png")])])
-    assert sum(probs[0].values()) == pytest.approx(1.0, abs=1e-5)
+    assert sum(probs[0]["probs"].values()) == pytest.approx(1.0, abs=1e-5)

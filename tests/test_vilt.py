@@ -12,7 +12,8 @@ import mmpost.models.vilt  # noqa: F401  (registers "vilt")
 from mmpost import registry
 from mmpost.apps.build import build_model, build_tower
 from mmpost.apps.train import train
-from mmpost.config import EncoderConfig, ModelConfig, load_config
+from mmpost.config import EncoderConfig, load_config
+from mmpost.config_sections import model_config
 from mmpost.data.batch import Batch
 from mmpost.models.output import ItmPairs
 from mmpost.models.vilt import ViltStyle, cap_text
@@ -64,7 +65,7 @@ def towers(text_path: str):
 def make_model(text_path: str, n_classes: int = 3, **model_kw) -> ViltStyle:
     text, image = towers(text_path)
     torch.manual_seed(0)
-    return build_model(ModelConfig(name="vilt", proj_dim=8, **model_kw), text, image, n_classes).eval()
+    return build_model(model_config(dict(name="vilt", proj_dim=8, **model_kw)), text, image, n_classes).eval()
 
 
 def make_batch(model: ViltStyle, texts: list[str], has_image: list[bool], *, pixels: bool = False,
@@ -91,7 +92,7 @@ TEXTS = ["the cat sat on the mat", "a dog", "hello thing", "a post about thing 3
 def test_offline_shapes_and_inputs(tiny_bert, contrast):
     model = make_model(tiny_bert, contrast=contrast)
     assert registry.get("model", "vilt") is ViltStyle
-    assert ViltStyle.inputs(ModelConfig(name="vilt")) == ("tokens", "tokens")
+    assert ViltStyle.inputs(model_config(dict(name="vilt"))) == ("tokens", "tokens")
     assert model.stream.cap == 40 and model.stream.n_image == 64
     out = model(make_batch(model, TEXTS, [True, True, False, True]))
     assert out.logits.shape == (4, 3) and out.fused.shape == (4, 16)
@@ -193,16 +194,16 @@ def test_non_hf_text_tower_and_too_many_positions_are_clear_errors(tiny_bert):
     text, image = towers(tiny_bert)
     tiny_text = registry.get("encoder", "tiny-text")()
     with pytest.raises(TypeError, match="BERT-like"):
-        build_model(ModelConfig(name="vilt"), tiny_text, image, 3)
+        build_model(model_config(dict(name="vilt")), tiny_text, image, 3)
     with pytest.raises(ValueError, match="exceed"):
-        build_model(ModelConfig(name="vilt", max_text_tokens=100), text, image, 3)
+        build_model(model_config(dict(name="vilt", max_text_tokens=100)), text, image, 3)
     with pytest.raises(ValueError, match="contrast"):
-        build_model(ModelConfig(name="vilt", contrast="both"), text, image, 3)
+        build_model(model_config(dict(name="vilt", contrast="both")), text, image, 3)
 
 
 # ---------------------------------------------------------------------- HF ViltModel path
 def test_hf_path_reads_pixels_and_matches_vilts_own_embedding(tiny_bert, tiny_vilt):
-    assert ViltStyle.inputs(ModelConfig(name="vilt", path=tiny_vilt)) == ("tokens", "pixels")
+    assert ViltStyle.inputs(model_config(dict(name="vilt", path=tiny_vilt))) == ("tokens", "pixels")
     for contrast in ("unimodal", "fused"):
         model = make_model(tiny_bert, path=tiny_vilt, contrast=contrast)
         assert model.stream.cap == 40 and model.stream.dim == 32
@@ -228,7 +229,7 @@ def test_hf_path_reads_pixels_and_matches_vilts_own_embedding(tiny_bert, tiny_vi
 def test_hf_path_renormalises_pixels_and_checks_the_vocabulary(tiny_bert, tiny_vilt, tmp_path):
     text, image = towers(tiny_bert)
     image.mean, image.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    model = build_model(ModelConfig(name="vilt", path=tiny_vilt), text, image, 2)
+    model = build_model(model_config(dict(name="vilt", path=tiny_vilt)), text, image, 2)
     raw = torch.rand(1, 3, 1, 1)
     tower_norm = (raw - torch.tensor(image.mean).view(1, 3, 1, 1)) / torch.tensor(image.std).view(1, 3, 1, 1)
     renorm = tower_norm * model.stream.pixel_scale + model.stream.pixel_shift
@@ -241,7 +242,7 @@ def test_hf_path_renormalises_pixels_and_checks_the_vocabulary(tiny_bert, tiny_v
                          intermediate_size=32)).save_pretrained(other)
     text2, _ = towers(str(other))
     with pytest.raises(ValueError, match="vocabulary"):
-        build_model(ModelConfig(name="vilt", path=tiny_vilt), text2, image, 2)
+        build_model(model_config(dict(name="vilt", path=tiny_vilt)), text2, image, 2)
 
 
 def test_hf_path_trains_end_to_end_and_predicts(tmp_path, tiny_bert, tiny_vilt):
@@ -249,21 +250,21 @@ def test_hf_path_trains_end_to_end_and_predicts(tmp_path, tiny_bert, tiny_vilt):
     over = tiny_overrides(tmp_path, csv_path) + [
         "name=hf", "model.name=vilt", f"model.path={tiny_vilt}", "text_encoder.name=hf-text",
         f"text_encoder.path={tiny_bert}", "text_encoder.trainable=false", "image_encoder.image_size=32",
-        "train.epochs=1", "objectives.itc=true", "objectives.itm=true", "train.lr=1e-3"]
+        "train.epochs=1", "objectives.itc.enabled=true", "objectives.itm.enabled=true", "train.lr=1e-3"]
     result = train(load_config(None, over))
     assert result.history and all(h["train_itm"] > 0 for h in result.history)
     probs = mmpost.load(result.run_dir).predict([
         mmpost.Post(id="x", text="a post about thing 1"),
         mmpost.Post(id="y", text="hello", images=[str(tmp_path / "imgs" / "p0.png")])])
-    assert len(probs) == 2 and set(probs[0]) == {"red", "blue", "green"}
-    assert sum(probs[1].values()) == pytest.approx(1.0, abs=1e-5)
+    assert len(probs) == 2 and set(probs[0]["probs"]) == {"red", "blue", "green"}
+    assert sum(probs[1]["probs"].values()) == pytest.approx(1.0, abs=1e-5)
     alone = mmpost.load(result.run_dir).predict([mmpost.Post(id="x", text="a post about thing 1")])  # no image at all
-    assert alone[0] == pytest.approx(probs[0], abs=1e-5)
+    assert alone[0]["probs"] == pytest.approx(probs[0]["probs"], abs=1e-5)
 
 
 # ---------------------------------------------------------------------- end to end, offline
-@pytest.mark.parametrize("aux", [[], ["objectives.itc=true"], ["objectives.itm=true"],
-                                 ["objectives.itc=true", "objectives.itm=true", "model.contrast=fused"]],
+@pytest.mark.parametrize("aux", [[], ["objectives.itc.enabled=true"], ["objectives.itm.enabled=true"],
+                                 ["objectives.itc.enabled=true", "objectives.itm.enabled=true", "model.contrast=fused"]],
                          ids=["base", "itc", "itm", "itc+itm-fused"])
 def test_offline_trains_with_every_aux_setting_and_predicts(tmp_path, tiny_bert, aux):
     csv_path = write_toy_csv(tmp_path, n=30)
@@ -274,15 +275,15 @@ def test_offline_trains_with_every_aux_setting_and_predicts(tmp_path, tiny_bert,
     assert len(result.history) == 2
     for h in result.history:
         assert h["train_ce"] > 0
-        assert ("train_itc" in h) == ("objectives.itc=true" in aux)
-        assert ("train_itm" in h) == ("objectives.itm=true" in aux)
+        assert ("train_itc" in h) == ("objectives.itc.enabled=true" in aux)
+        assert ("train_itm" in h) == ("objectives.itm.enabled=true" in aux)
     probs = mmpost.load(result.run_dir).predict([
         mmpost.Post(id="x", text="a post about thing 1"),
         mmpost.Post(id="y", text=LONG, images=[str(tmp_path / "imgs" / "p0.png")])])
-    assert len(probs) == 2 and set(probs[0]) == {"red", "blue", "green"}
-    assert sum(probs[1].values()) == pytest.approx(1.0, abs=1e-5)
+    assert len(probs) == 2 and set(probs[0]["probs"]) == {"red", "blue", "green"}
+    assert sum(probs[1]["probs"].values()) == pytest.approx(1.0, abs=1e-5)
     alone = mmpost.load(result.run_dir).predict([mmpost.Post(id="x", text="a post about thing 1")])  # no image at all
-    assert alone[0] == pytest.approx(probs[0], abs=1e-5)
+    assert alone[0]["probs"] == pytest.approx(probs[0]["probs"], abs=1e-5)
 
 
 def test_several_tasks_get_a_head_each(tiny_bert):

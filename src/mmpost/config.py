@@ -1,6 +1,6 @@
 """Typed run configuration: dataclasses merged from YAML by OmegaConf, with ``key=value`` overrides.
 
-    cfg = load_config("configs/memes.yaml", ["train.epochs=5", "objectives.itc=true"])
+    cfg = load_config("configs/memes.yaml", ["train.epochs=5", "objectives.itc.enabled=true"])
 
 Every path in ``data`` is relative to ``data.data_root`` unless absolute; ``data_root`` defaults to the
 environment variable MMPOST_DATA_ROOT. The resolved config is saved into each run folder.

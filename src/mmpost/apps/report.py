@@ -138,7 +138,7 @@ def curves_part(report: RunReport, run_dir: Path, cfg: RunConfig, history: list[
                                              if best is not None else ""))
     has_temperature = any("train_temperature" in row for row in history)
     if not cfg.objectives.itc:
-        report.curve_notes.append("ITC is off in this run (objectives.itc=false): there is no ITC loss and no "
+        report.curve_notes.append("ITC is off in this run (objectives.itc.enabled=false): there is no ITC loss and no "
                                   "temperature curve.")
     elif not has_temperature:
         report.curve_notes.append("ITC is on, but log.csv has no temperature column: no temperature curve.")

@@ -66,6 +66,7 @@ class TrainStep(nn.Module):
 
 def first_rows(output: ModelOutput, n: int) -> ModelOutput:
     """The output of the first ``n`` posts; pair scores (ITM) are kept whole."""
-    return ModelOutput(logits=output.logits[:n], text_embeds=output.text_embeds[:n],
-                       image_embeds=output.image_embeds[:n], fused=output.fused[:n], has_image=output.has_image[:n],
-                       itm_logits=output.itm_logits, itm_labels=output.itm_labels)
+    return ModelOutput.of_tasks({t: v[:n] for t, v in output.task_logits.items()},
+                                text_embeds=output.text_embeds[:n], image_embeds=output.image_embeds[:n],
+                                fused=output.fused[:n], has_image=output.has_image[:n],
+                                itm_logits=output.itm_logits, itm_labels=output.itm_labels)
