@@ -135,7 +135,7 @@ def test_unseen_layout_multi_image_posts_with_ids_mapped_through_a_pattern(tmp_p
     ]
     result = train(load_config(None, over))
     posts_imgs = json.loads((result.run_dir / "labels.json").read_text())
-    assert posts_imgs["tasks"]["mood"]["labels"] == ["blue", "green", "red"]
+    assert posts_imgs["tasks"]["colour"]["labels"] == ["blue", "green", "red"]
     assert result.metrics["test"]["colour"]["weighted_f1"] > result.baseline["weighted_f1"]
 
 

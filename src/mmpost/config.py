@@ -212,7 +212,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must be key=value, got: {' '.join(bad)}")
-        parts.append(("overrides", OmegaConf.from_dotlist(list(overrides))))
+        parts += [(f"override {o}", OmegaConf.from_dotlist([o])) for o in overrides]   # each in turn
     merged = parts[0][1]
     for where, part in parts[1:]:
         legacy.reject_old_keys(part, where)

@@ -20,26 +20,18 @@ from mmpost.evaluation.predictions import Task, prediction_records, run_tasks
 from mmpost.models.output import ModelOutput
 
 
-def model_classes(tasks: Sequence[Task]) -> int | dict[str, int]:
-    """What ``build_model`` is given as ``num_classes``: the class count of a one-task run (as runs saved before
-    several tasks were built), ``{task: classes}`` in task order for several."""
-    if len(tasks) == 1:
-        return len(tasks[0].labels)
+def model_classes(tasks: Sequence[Task]) -> dict[str, int]:
+    """What ``build_model`` is given as ``num_classes``: {task: classes} in task order (one task keeps the plain
+    classifier of runs saved before several tasks)."""
     return {t.name: len(t.labels) for t in tasks}
 
 
 def task_logits(output: ModelOutput, tasks: Sequence[Task]) -> dict[str, torch.Tensor]:
-    """Every task's logits, in task order. A model that has one head only gives ``logits``: that is the first
-    (and only) task's."""
-    by_task = getattr(output, "task_logits", None)
-    if by_task is None:
-        if len(tasks) != 1:
-            raise ValueError(f"the run has {len(tasks)} tasks but the model gave the logits of one")
-        return {tasks[0].name: output.logits}
-    missing = [t.name for t in tasks if t.name not in by_task]
+    """Every task's logits, in task order."""
+    missing = [t.name for t in tasks if t.name not in output.task_logits]
     if missing:
         raise ValueError(f"the model gave no logits for task(s) {', '.join(missing)}")
-    return {t.name: by_task[t.name] for t in tasks}
+    return {t.name: output.task_logits[t.name] for t in tasks}
 
 
 def probabilities(logits: torch.Tensor, task: Task) -> np.ndarray:
