@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from mmpost.relate.config import RelateConfig
+
 
 @dataclass
 class ColumnsConfig:
@@ -159,6 +161,7 @@ class RunConfig:
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
+    relate: RelateConfig = field(default_factory=RelateConfig)   # mmpost relate (ITRp)
     out_dir: str = "runs"
     name: str | None = None                # run folder name; default: <task>-<model>-<aux>-<time>
     cache_dir: str | None = None           # feature cache; default: ~/.cache/mmpost/features
