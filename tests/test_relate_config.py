@@ -16,6 +16,7 @@ from mmpost.apps import relate as relate_app
 from mmpost.apps.build import build_tower
 from mmpost.cli import app
 from mmpost.config import load_config
+from mmpost.relate import config as relate_config_module
 from mmpost.relate import loop
 from mmpost.relate.config import RelateConfig, flag_overrides
 from tests.conftest import tiny_overrides, write_toy_csv
@@ -87,7 +88,7 @@ def test_flag_overrides_skip_flags_not_given():
 
 def test_relate_config_module_is_light_and_still_reachable_from_the_loop():
     """No torch and no mmpost.config at import time (mmpost.config imports it: no cycle)."""
-    source = Path(__import__("mmpost.relate.config", fromlist=["x"]).__file__).read_text()
+    source = Path(relate_config_module.__file__).read_text()
     top = [node for node in ast.parse(source).body if isinstance(node, (ast.Import, ast.ImportFrom))]
     modules = {n.module if isinstance(n, ast.ImportFrom) else n.names[0].name for n in top}
     assert modules <= {"__future__", "dataclasses", "typing"}, modules

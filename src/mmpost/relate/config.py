@@ -81,8 +81,7 @@ class RelateConfig:
         """A copy with every task-dependent setting left ``None`` filled from :meth:`task_defaults`; settings given
         explicitly are kept. Resolving twice changes nothing."""
         defaults = self.task_defaults()
-        filled = {key: defaults[key] for key in TASK_DEPENDENT if getattr(self, key) is None}
-        return dataclasses.replace(self, **filled) if filled else self
+        return dataclasses.replace(self, **{key: defaults[key] for key in TASK_DEPENDENT if getattr(self, key) is None})
 
     def torch_device(self) -> torch.device:
         """The device ``device`` names (``auto``: CUDA when available)."""
