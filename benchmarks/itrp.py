@@ -3,7 +3,8 @@
     python benchmarks/itrp.py compare      # ITRp vs k-means, both tasks, seeds 0 1 2
     python benchmarks/itrp.py ablations --epochs 1 --write docs/itrp.md   # tables 3–5 (seed 0) into the docs
 
-Every cell is one ``mmpost relate`` run (:func:`mmpost.apps.relate.relate`) on the embedded default (2,000 posts,
+Every cell is one ``mmpost relate`` run (:func:`mmpost.apps.relate.relate`, its settings given as
+``relate.<key>=<value>`` overrides of the run config) on the embedded default (2,000 posts,
 128 px; train / dev / test as the synthetic set splits them), subsets of m = 1,000 posts, 3 epochs, the packaged
 towers (MiniLM, EfficientNet-Lite0). Cells are written under ``--out``
 (``TASK/CLUSTERER-FINETUNE-SAMPLER-eEPOCHS-mM-sSEED``) and read back when their ``metrics.json`` exists, so the two
@@ -52,13 +53,13 @@ def run_cell(args: tuple[str, str, str, str, int, int, int, str]) -> dict:
     torch.set_num_threads(1)
     from mmpost.apps.relate import relate
     from mmpost.config import load_config
-    from mmpost.relate.loop import RelateConfig
+    from mmpost.relate.config import flag_overrides
 
-    cfg = load_config(None, ["progress=false", "text_encoder.trainable=false"])
-    rc = RelateConfig(task=task, clusterer=clusterer, finetune=finetune, sampler=sampler, seed=seed, epochs=epochs,
-                      subset_size=int(subset))
+    settings = flag_overrides(task=task, clusterer=clusterer, finetune=finetune, sampler=sampler, seed=seed,
+                              epochs=epochs, subset_size=int(subset))          # the recipe's relate: section
+    cfg = load_config(None, ["progress=false", "text_encoder.trainable=false", *settings])
     start = time.perf_counter()
-    metrics = relate(cfg, rc, folder, progress=False)
+    metrics = relate(cfg, folder, progress=False)
     print(f"  {task} {clusterer}/{finetune}/{sampler} seed {seed}: ITRp {metrics['itrp']['test']['f1_weighted']:.3f}"
           f" k-means {metrics['kmeans']['test']['f1_weighted']:.3f} ({time.perf_counter() - start:.0f} s)",
           flush=True)

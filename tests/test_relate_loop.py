@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import faiss
 import numpy as np
@@ -62,14 +63,15 @@ def small_cfg(**kw) -> RelateConfig:
 
 
 def test_task_defaults_follow_the_paper():
-    text = RelateConfig(task="text_represented")
-    image = RelateConfig(task="image_adds")
-    rel = RelateConfig(task="relation")
+    text = RelateConfig(task="text_represented").resolved()
+    image = RelateConfig(task="image_adds").resolved()
+    rel = RelateConfig(task="relation").resolved()
     assert (text.k, text.sampler, text.finetune) == (2, "under", "text")
     assert (image.k, image.sampler, image.finetune) == (2, "over", "image")
     assert rel.k == 4
     assert (text.head_lr, text.text_lr, text.image_lr, text.batch_size) == (1e-4, 2e-5, 3e-3, 32)
-    assert RelateConfig(task="text_represented", sampler="over").sampler == "over"
+    assert RelateConfig(task="text_represented", sampler="over").resolved().sampler == "over"
+    assert RelateConfig(task="my_task").resolved().k == 2                  # any other task: k=2, under, text
     with pytest.raises(ValueError):
         RelateConfig(finetune="audio")
 
@@ -201,7 +203,7 @@ def test_relate_fits_mapping_on_dev_and_reads_test_labels_only_to_score(toy, tmp
                   for p in data.splits["test"]]
     watched = type(data)(task=data.task, labels=data.labels, splits={**data.splits, "test": test_posts},
                          notes=list(data.notes))
-    relate_app.relate(cfg, small_cfg(finetune="image", epochs=1), tmp_path / "out", data=watched,
+    relate_app.relate(cfg, tmp_path / "out", relate_cfg=small_cfg(finetune="image", epochs=1), data=watched,
                       towers=towers(cfg), progress=False)
     dev_y = np.array([data.labels.index(p.labels["mood"]) for p in data.splits["dev"]])
     assert len(fitted) == len(relate_app.METHODS) and all(np.array_equal(y, dev_y) for _, y in fitted)
@@ -213,8 +215,9 @@ def test_relate_fits_mapping_on_dev_and_reads_test_labels_only_to_score(toy, tmp
 def test_relate_end_to_end_writes_report_and_is_reproducible(toy, tmp_path):
     cfg, data = toy
     rc = small_cfg(finetune="image")
-    m1 = relate_app.relate(cfg, rc, tmp_path / "a", data=data, towers=towers(cfg), progress=False)
-    m2 = relate_app.relate(cfg, rc, tmp_path / "b", towers=towers(cfg), progress=False)   # posts via prepare()
+    m1 = relate_app.relate(cfg, tmp_path / "a", relate_cfg=rc, data=data, towers=towers(cfg), progress=False)
+    m2 = relate_app.relate(replace(cfg, relate=rc), tmp_path / "b", towers=towers(cfg),   # settings from cfg.relate,
+                           progress=False)                                                   # posts via prepare()
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     for method in relate_app.METHODS:
         scores = saved[method]["test"]
@@ -267,7 +270,7 @@ def test_zero_epochs_and_partial_finetuning(toy, tmp_path):
 def test_relate_without_test_split_reports_no_scores(toy, tmp_path):
     cfg, data = toy
     no_test = type(data)(task=data.task, labels=data.labels, splits={**data.splits, "test": []})
-    metrics = relate_app.relate(cfg, small_cfg(finetune="image", epochs=1), tmp_path / "o", data=no_test,
+    metrics = relate_app.relate(cfg, tmp_path / "o", relate_cfg=small_cfg(finetune="image", epochs=1), data=no_test,
                                 towers=towers(cfg), progress=False)
     assert all(metrics[m]["test"] is None for m in relate_app.METHODS)
     assert "| test | ITRp | – |" in (tmp_path / "o" / "report.md").read_text()

@@ -325,18 +325,18 @@ def grid(
 
 @app.command()
 def relate(
-    config: Annotated[Optional[Path], typer.Argument(help="A recipe for the data and encoders (default: the embedded synthetic set).", dir_okay=False)] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of the recipe, e.g. data.synthetic.n=600")] = None,
-    task: Annotated[str, typer.Option(help="The relation to discover: text_represented, image_adds or relation (labels are only used to evaluate).")] = "text_represented",
-    k: Annotated[Optional[int], typer.Option(help="Clusters (default: 2, or 4 for relation).")] = None,
-    clusterer: Annotated[str, typer.Option(help="kmeans (faiss, every point) or gmm.")] = "kmeans",
-    sampler: Annotated[Optional[str], typer.Option(help="random, under, over or combine (default: the paper's best for the task).")] = None,
-    finetune: Annotated[Optional[str], typer.Option(help="text, image, both or none (default: the task's tower).")] = None,
-    subset_size: Annotated[int, typer.Option(help="Posts per round (m).")] = 1000,
-    epochs: Annotated[int, typer.Option(help="Passes over the unlabelled training posts.")] = 3,
-    seed: Annotated[int, typer.Option()] = 0,
+    config: Annotated[Optional[Path], typer.Argument(help="A recipe: data, encoders and its relate: section (default: the embedded synthetic set with the relate defaults).", dir_okay=False)] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of the recipe, e.g. relate.epochs=1 data.synthetic.n=600")] = None,
+    task: Annotated[Optional[str], typer.Option(help="relate.task: the relation to discover, text_represented, image_adds or relation (labels are only used to evaluate). [recipe default: text_represented]")] = None,
+    k: Annotated[Optional[int], typer.Option(help="relate.k: clusters. [recipe default: the task's, 2, or 4 for relation]")] = None,
+    clusterer: Annotated[Optional[str], typer.Option(help="relate.clusterer: kmeans (faiss, every point) or gmm. [recipe default: kmeans]")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="relate.sampler: random, under, over or combine. [recipe default: the paper's best for the task]")] = None,
+    finetune: Annotated[Optional[str], typer.Option(help="relate.finetune: text, image, both or none. [recipe default: the task's tower]")] = None,
+    subset_size: Annotated[Optional[int], typer.Option(help="relate.subset_size: posts per round (m). [recipe default: 1000]")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="relate.epochs: passes over the unlabelled training posts. [recipe default: 3]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="relate.seed. [recipe default: 0]")] = None,
     unlabelled: Annotated[Optional[Path], typer.Option(help="Train on these posts instead of the recipe's train split: a CSV/JSONL/Parquet manifest (the recipe's data.columns) or a YAML recipe; dev/test still come from the recipe.", dir_okay=False)] = None,
-    device: Annotated[str, typer.Option(help="Where the towers train: auto (CUDA when available), cpu, cuda, cuda:1 …")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="relate.device: where the towers train, auto (CUDA when available), cpu, cuda, cuda:1 … [recipe default: auto]")] = None,
     out: Annotated[Path, typer.Option(help="Output folder (metrics.json, report.md, cluster-word plots).")] = Path("runs/relate"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -347,13 +347,19 @@ def relate(
     weighted F1, NMI and ARI are reported on test for ITRp and for plain k-means on frozen features. Each round
     prints the share of its wall time spent clustering.
 
-    Example: `mmpost relate --task image_adds --epochs 2`
+    The settings live in the recipe's relate: section, e.g.
+    `relate: {task: image_adds, k: 2, sampler: over, finetune: image, subset_size: 1000, epochs: 3}`;
+    k, sampler and finetune left out take the task's defaults. key=value overrides change it (relate.epochs=1), and
+    each flag is the override relate.KEY=VALUE of its key (--subset-size 500 is relate.subset_size=500), applied
+    after the key=value ones.
+
+    Examples: `mmpost relate --task image_adds --epochs 2`, `mmpost relate MY_RECIPE.yaml relate.sampler=combine`
     """
     _setup(verbose)
     from mmpost.apps.relate import relate as run_relate
     from mmpost.apps.relate import unlabelled_posts
     from mmpost.config import ConfigError, load_config
-    from mmpost.relate.loop import RelateConfig
+    from mmpost.relate.config import flag_overrides
 
     def show(r) -> None:
         typer.echo(f"epoch {r.epoch + 1} round {r.round + 1}: {r.n} posts, clusters {r.sizes}, clustering "
@@ -361,19 +367,20 @@ def relate(
 
     if config is not None and "=" in config.name and config.suffix.lower() not in (".yaml", ".yml"):
         overrides, config = [str(config), *(overrides or [])], None      # no recipe: the first arg is an override
+    flags = flag_overrides(task=task, k=k, clusterer=clusterer, sampler=sampler, finetune=finetune,
+                           subset_size=subset_size, epochs=epochs, seed=seed, device=device)
     try:
-        cfg = load_config(config, ["text_encoder.trainable=false", *(overrides or [])])
-        rc = RelateConfig(task=task, k=k, clusterer=clusterer, sampler=sampler, finetune=finetune,
-                          subset_size=subset_size, epochs=epochs, seed=seed, device=device)
+        cfg = load_config(config, ["text_encoder.trainable=false", *(overrides or []), *flags])
         extra = unlabelled_posts(cfg, unlabelled) if unlabelled is not None else None
-        metrics = run_relate(cfg, rc, out, on_round=show, unlabelled=extra)
+        metrics = run_relate(cfg, out, on_round=show, unlabelled=extra)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(e)
     names = {"itrp": "ITRp (clusters of the tuned features)", "itrp_head": "ITRp (its last head)",
              "kmeans": "k-means on frozen features"}
     rows = [[split, names[m], *(f"{metrics[m][split][key]:.3f}" for key in ("f1_weighted", "nmi", "ari"))]
             for split in metrics["tests"] for m in names if metrics[m].get(split)]
-    _table(f"{task} · mapping fitted on dev → {out}", ["split", "method", "weighted F1", "NMI", "ARI"], rows)
+    _table(f"{metrics['task']} · mapping fitted on dev → {out}", ["split", "method", "weighted F1", "NMI", "ARI"],
+           rows)
     typer.echo(f"clustering took {100 * metrics['timing']['cluster_share']:.2f}% of the ITRp rounds' time")
 
 

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from mmpost import config_legacy as legacy
 from mmpost import config_sections as sections
 from mmpost.config_sections import ConfigError
+from mmpost.relate.config import RelateConfig
 
 
 @dataclass
@@ -166,6 +167,7 @@ class RunConfig:
     objectives: Any = field(default_factory=lambda: {"ce": {}})     # resolved to mmpost.objectives.spec.Objectives
     train: TrainConfig = field(default_factory=TrainConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
+    relate: RelateConfig = field(default_factory=RelateConfig)   # mmpost relate (ITRp)
     out_dir: str = "runs"
     name: str | None = None                # run folder name; default: <task>-<model>-<aux>-<time>
     cache_dir: str | None = None           # feature cache; default: ~/.cache/mmpost/features

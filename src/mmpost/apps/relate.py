@@ -1,12 +1,13 @@
 """ITRp as an app: posts → k-means baseline and ITRp training → clusters → mapping fitted on dev → test scores → report.
 
-    metrics = relate(run_cfg, RelateConfig(task="text_represented"), out_dir)
+    cfg = load_config("recipe.yaml", ["relate.task=image_adds", "relate.epochs=1"])
+    metrics = relate(cfg, out_dir)          # the settings come from the recipe's relate: section (cfg.relate)
 
 Order matters and is fixed here:
 
-1. posts come from ``prepare(cfg.data, relate_cfg.task)`` (train / dev / test);
+1. posts come from ``prepare(cfg.data, cfg.relate.task)`` (train / dev / test);
 2. towers are built from ``cfg.text_encoder`` / ``cfg.image_encoder`` with ``trainable`` set from
-   ``relate_cfg.finetune`` (the config's own ``trainable`` flags are overridden);
+   ``cfg.relate.finetune`` (the config's own ``trainable`` flags are overridden);
 3. the **k-means baseline** runs first, on the towers as loaded (cached features), because ITRp then trains the
    chosen tower(s) in place;
 4. ITRp (:func:`~mmpost.relate.loop.run_itrp`) trains on the train posts, without labels; its predictions come two
@@ -15,8 +16,9 @@ Order matters and is fixed here:
 5. every method's ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are read
    only after all mappings exist, to score them (weighted F1, accuracy, NMI, ARI) on ``test`` and on the dataset's
    other test labelings (TIR: ``test_RM``, ``test_RL``);
-6. ``metrics.json``, ``report.md`` and the cluster-word plots (``cluster_words_itrp.png``,
-   ``cluster_words_kmeans.png``) are written atomically into ``out_dir``.
+6. ``metrics.json`` (with the settings used, task defaults filled in, under ``relate_config``), ``report.md`` and
+   the cluster-word plots (``cluster_words_itrp.png``, ``cluster_words_kmeans.png``) are written atomically into
+   ``out_dir``.
 
 Nothing is printed; progress goes to the logger.
 """
@@ -39,9 +41,9 @@ from mmpost.atomic import atomic_write_json, atomic_write_text
 from mmpost.config import RunConfig
 from mmpost.data.post import Post
 from mmpost.evaluation.cluster_words_plot import cluster_words_png
+from mmpost.relate.config import RelateConfig
 from mmpost.relate.loop import (
     ItrpResult,
-    RelateConfig,
     RoundLog,
     kmeans_baseline,
     live_sides,
@@ -100,89 +102,125 @@ def unlabelled_posts(cfg: RunConfig, source: str | Path) -> list[Post]:
     return [dataclasses.replace(p, labels={}) for p in posts]
 
 
-def relate(cfg: RunConfig, relate_cfg: RelateConfig, out_dir: str | Path, *, data: PreparedData | None = None,
-           towers: tuple[Any, Any] | None = None, progress: bool | None = None,
+def relate(cfg: RunConfig, out_dir: str | Path, *, relate_cfg: RelateConfig | None = None,
+           data: PreparedData | None = None, towers: tuple[Any, Any] | None = None, progress: bool | None = None,
            on_round: Callable[[RoundLog], None] | None = None,
            unlabelled: Sequence[Post] | None = None) -> dict[str, Any]:
-    """Run the ITRp experiment end to end (see the module docstring) and return the metrics written to
+    """Run the ITRp experiment end to end (see the module docstring) with the settings of the recipe's ``relate:``
+    section (``cfg.relate``; ``relate_cfg`` replaces it when given) and return the metrics written to
     ``metrics.json``. ``data`` / ``towers``: already prepared posts / built towers (tests, notebooks); ``progress``
     defaults to ``cfg.progress``. ``unlabelled``: posts to train on instead of the recipe's train split (the paper
     trains on Twitter100k and evaluates on TIR; see :func:`unlabelled_posts`); dev and test still come from the
     recipe. Same config and seed → same metrics (timings aside)."""
     start = time.perf_counter()
+    rc = (relate_cfg or cfg.relate).resolved()
     progress = cfg.progress if progress is None else progress
-    out = Path(out_dir)
-    task = relate_cfg.task
-    data = data or prepare(cfg.data, task, progress=progress)
+    data = data or prepare(cfg.data, rc.task, progress=progress)
+    splits = _splits(cfg, data, rc.task, unlabelled, progress)
+    cache = default_feature_cache(cfg)
+    torch.manual_seed(rc.seed)
+    text_tower, image_tower = towers or _towers(cfg, rc)
+    clusters, result = _cluster_splits(splits, text_tower, image_tower, rc, cache, progress, on_round)
+    mappings, scores = _map_on_dev_then_score(clusters, splits, data, rc)
+    words = {m: cluster_words([p.text for p in splits["train"]], clusters[m]["train"]) for m in METHODS}
+    metrics = _metrics(cfg, rc, data, splits, clusters, mappings, scores, unlabelled is not None)
+    metrics["timing"] = {"itrp_seconds": result.seconds, "cluster_share": result.cluster_share,
+                         "total_seconds": time.perf_counter() - start,
+                         "rounds": [r.to_dict() for r in result.rounds]}
+    metrics["notes"] = list(data.notes)
+    _write_outputs(Path(out_dir), metrics, words, mappings, data.labels, cfg, rc)
+    return metrics
+
+
+def _splits(cfg: RunConfig, data: PreparedData, task: str, unlabelled: Sequence[Post] | None,
+            progress: bool) -> dict[str, list[Post]]:
+    """train (or ``unlabelled``), dev, test and the dataset's other test labelings; dev must not be empty."""
     splits = {name: list(data.splits.get(name, [])) for name in ("train", "dev", "test")}
     if unlabelled is not None:
         splits["train"] = list(unlabelled)
     splits.update(test_variants(cfg, task, data.labels, progress=progress))
-    tests = [name for name in splits if name.startswith("test")]
     if not splits["dev"]:
         raise ValueError("the dev split is empty: the cluster→label mapping is fitted on dev")
-    k = int(relate_cfg.k)  # type: ignore[arg-type]
-    cache = default_feature_cache(cfg)
-    torch.manual_seed(relate_cfg.seed)
-    text_tower, image_tower = towers or _towers(cfg, relate_cfg)
+    return splits
 
-    log.info("relate %s: k-means baseline on frozen features (%s)", task,
-             ", ".join(f"{k_} {len(v)}" for k_, v in splits.items()))
+
+def _cluster_splits(splits: dict[str, list[Post]], text_tower: Any, image_tower: Any, rc: RelateConfig,
+                    cache: Path | None, progress: bool, on_round: Callable[[RoundLog], None] | None,
+                    ) -> tuple[dict[str, dict[str, np.ndarray]], ItrpResult]:
+    """Cluster ids per method and split: the k-means baseline on the towers as loaded (first: ITRp then trains
+    them in place), then ITRp's two predictions. Labels are not read."""
+    log.info("relate %s: k-means baseline on frozen features (%s)", rc.task,
+             ", ".join(f"{name} {len(posts)}" for name, posts in splits.items()))
     clusters: dict[str, dict[str, np.ndarray]] = {
-        "kmeans": kmeans_baseline(splits, text_tower, image_tower, relate_cfg, cache_dir=cache)}
-    log.info("relate %s: ITRp (%s fine-tuned, k=%d, %s sampling)", task, relate_cfg.finetune, k, relate_cfg.sampler)
-    result: ItrpResult = run_itrp(splits["train"], text_tower, image_tower, relate_cfg, cache_dir=cache,
+        "kmeans": kmeans_baseline(splits, text_tower, image_tower, rc, cache_dir=cache)}
+    log.info("relate %s: ITRp (%s fine-tuned, k=%d, %s sampling)", rc.task, rc.finetune, rc.k, rc.sampler)
+    result: ItrpResult = run_itrp(splits["train"], text_tower, image_tower, rc, cache_dir=cache,
                                   progress=progress, on_round=on_round)
-    feats = split_features(splits, text_tower, image_tower, relate_cfg, cache_dir=cache)
-    clusters["itrp"] = predict_clusters(splits, text_tower, image_tower, relate_cfg, features=feats)
+    feats = split_features(splits, text_tower, image_tower, rc, cache_dir=cache)
+    clusters["itrp"] = predict_clusters(splits, text_tower, image_tower, rc, features=feats)
     if result.head is not None:
         clusters["itrp_head"] = predict_head(result.head, feats, splits)
     else:  # zero epochs: no head was trained; report the clusters twice rather than invent a head
         clusters["itrp_head"] = clusters["itrp"]
+    return clusters, result
 
-    # mappings from dev only; test labels are read after both exist
-    n_labels = len(data.labels)
-    y_dev = _label_ids(splits["dev"], task, data.labels)
-    mappings: dict[str, ClusterMapping] = {m: fit_mapping(clusters[m]["dev"], y_dev, k, n_labels) for m in METHODS}
+
+def _map_on_dev_then_score(clusters: dict[str, dict[str, np.ndarray]], splits: dict[str, list[Post]],
+                           data: PreparedData, rc: RelateConfig,
+                           ) -> tuple[dict[str, ClusterMapping], dict[str, dict[str, dict[str, float]]]]:
+    """Every method's cluster → label mapping, fitted on dev; only then are the test labels read, to score each
+    non-empty test split. Returns (mappings, {method: {split: scores}})."""
+    k, n_labels = int(rc.k), len(data.labels)  # type: ignore[arg-type]
+    y_dev = _label_ids(splits["dev"], rc.task, data.labels)
+    mappings = {m: fit_mapping(clusters[m]["dev"], y_dev, k, n_labels) for m in METHODS}
     scores: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
-    for name in tests:
+    for name in _test_names(splits):
         if not splits[name]:
-            log.warning("relate %s: the %s split is empty; no scores on it", task, name)
+            log.warning("relate %s: the %s split is empty; no scores on it", rc.task, name)
             continue
-        y_test = _label_ids(splits[name], task, data.labels)
+        y_test = _label_ids(splits[name], rc.task, data.labels)
         for m in METHODS:
             scores[m][name] = evaluate(clusters[m][name], y_test, mappings[m])
+    return mappings, scores
 
-    texts = [p.text for p in splits["train"]]
-    words = {m: cluster_words(texts, clusters[m]["train"]) for m in METHODS}
-    rounds = [r.to_dict() for r in result.rounds]
-    metrics: dict[str, Any] = {
-        "task": task,
+
+def _test_names(splits: dict[str, list[Post]]) -> list[str]:
+    return [name for name in splits if name.startswith("test")]
+
+
+def _metrics(cfg: RunConfig, rc: RelateConfig, data: PreparedData, splits: dict[str, list[Post]],
+             clusters: dict[str, dict[str, np.ndarray]], mappings: dict[str, ClusterMapping],
+             scores: dict[str, dict[str, dict[str, float]]], from_unlabelled: bool) -> dict[str, Any]:
+    """What ``metrics.json`` holds, less ``timing`` and ``notes``."""
+    k, tests = int(rc.k), _test_names(splits)  # type: ignore[arg-type]
+    return {
+        "task": rc.task,
         "labels": list(data.labels),
         "k": k,
         "split_sizes": {name: len(posts) for name, posts in splits.items()},
-        "train_from": "the recipe's train split" if unlabelled is None else "unlabelled posts given separately",
+        "train_from": "unlabelled posts given separately" if from_unlabelled else "the recipe's train split",
         "mapping_fitted_on": "dev",
         "tests": tests,
         **{m: {**{name: scores[m].get(name) for name in tests},
                "mapping": {str(c): data.labels[lab] for c, lab in mappings[m].items()},
                "train_cluster_sizes": np.bincount(clusters[m]["train"], minlength=k).tolist()}
            for m in METHODS},
-        "relate_config": relate_cfg.to_dict(),
+        "relate_config": rc.to_dict(),
         "encoders": {"text": cfg.text_encoder.name, "image": cfg.image_encoder.name},
-        "timing": {"itrp_seconds": result.seconds, "cluster_share": result.cluster_share,
-                   "total_seconds": time.perf_counter() - start, "rounds": rounds},
-        "notes": list(data.notes),
     }
+
+
+def _write_outputs(out: Path, metrics: dict[str, Any], words: dict[str, dict[int, list[tuple[str, float]]]],
+                   mappings: dict[str, ClusterMapping], labels: list[str], cfg: RunConfig, rc: RelateConfig) -> None:
+    """``metrics.json``, the cluster-word plots and ``report.md``, each written atomically into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", metrics)
     for m in ("itrp", "kmeans"):
         cluster_words_png(out / f"cluster_words_{m}.png", words[m],
-                          {c: data.labels[lab] for c, lab in mappings[m].items()},
-                          f"{TITLES[m]} · {task}: words most associated with each cluster (train texts)")
-    atomic_write_text(out / "report.md", _report(metrics, words, mappings, data.labels, cfg, relate_cfg))
-    log.info("relate %s: wrote %s", task, out)
-    return metrics
+                          {c: labels[lab] for c, lab in mappings[m].items()},
+                          f"{TITLES[m]} · {rc.task}: words most associated with each cluster (train texts)")
+    atomic_write_text(out / "report.md", _report(metrics, words, mappings, labels, cfg, rc))
+    log.info("relate %s: wrote %s", rc.task, out)
 
 
 def _fmt(x: Any) -> str:

@@ -10,6 +10,8 @@ The pipeline, one round per subset of m posts and epoch (the paper's Algorithm 1
 5. **mapping / evaluation** (:mod:`.mapping`): name clusters after labels with the Hungarian algorithm fitted on dev,
    report weighted F1, accuracy, NMI and ARI on test, and list each cluster's most associated words.
 
+Settings: :class:`~mmpost.relate.config.RelateConfig`, the ``relate:`` section of a run recipe (``cfg.relate``).
+
 Importing this package registers the clusterers (``"kmeans"``, ``"gmm"``) and samplers (``"random"``, ``"under"``,
 ``"over"``, ``"combine"``).
 """
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 from mmpost.relate import clustering, mapping, sampling  # noqa: F401  (registers clusterers and samplers)
 from mmpost.relate.clustering import ClusterResult, align_to_previous, get_clusterer
+from mmpost.relate.config import RelateConfig
 from mmpost.relate.mapping import cluster_words, evaluate, fit_mapping
 from mmpost.relate.sampling import get_sampler
 
-__all__ = ["ClusterResult", "align_to_previous", "cluster_words", "evaluate", "fit_mapping", "get_clusterer",
-           "get_sampler"]
+__all__ = ["ClusterResult", "RelateConfig", "align_to_previous", "cluster_words", "evaluate", "fit_mapping",
+           "get_clusterer", "get_sampler"]

@@ -35,9 +35,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,91 +46,15 @@ from torch import nn
 from mmpost.data.post import Post
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.relate.clustering import Clusterer, align_to_previous, get_clusterer
+from mmpost.relate.config import FINETUNE, TASK_DEFAULTS, RelateConfig
 from mmpost.relate.features import embed_posts, image_part, live_image_pooled, live_text_pooled, text_part
-from mmpost.relate.sampling import get_sampler
+from mmpost.relate.sampling import Sampler, get_sampler
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RelateConfig", "RoundLog", "ItrpResult", "make_head", "reset_head", "run_itrp", "predict_clusters",
            "kmeans_baseline", "live_sides", "split_features", "predict_head",
-           "TASK_DEFAULTS"]
-
-Finetune = Literal["text", "image", "both", "none"]
-FINETUNE = ("text", "image", "both", "none")
-
-# the paper's best settings (Table 2); "relation" (k=4) is not tuned in the paper: both towers, combination sampling
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "text_represented": {"k": 2, "sampler": "under", "finetune": "text"},
-    "image_adds": {"k": 2, "sampler": "over", "finetune": "image"},
-    "relation": {"k": 4, "sampler": "combine", "finetune": "both"},
-}
-_FALLBACK = {"k": 2, "sampler": "under", "finetune": "text"}
-
-
-@dataclass
-class RelateConfig:
-    """ITRp settings. ``None`` fields take the task's default (:data:`TASK_DEFAULTS`; any other task name gets k=2,
-    under-sampling and a fine-tuned text tower): filled in by ``__post_init__``.
-
-    task: the label to relate (``text_represented`` | ``image_adds`` | ``relation`` or a dataset's own task).
-    k: clusters. clusterer / clusterer_options: see :mod:`mmpost.relate.clustering`. sampler: see
-    :mod:`mmpost.relate.sampling`. subset_size: m posts per round (the seed code uses 5,000; 1,000 keeps a CPU round
-    short). epochs: passes over the training set. batch_size: training batch (sampled rows). embed_batch_size:
-    batch for the inference passes. finetune: which tower(s) train; the others stay frozen and are read from the
-    cache. head: ``linear`` (the paper's) or ``mlp`` (Linear → ReLU → Linear, ``head_hidden`` wide).
-    Learning rates: the ITRp seed code's. ``image_momentum`` is not stated there: 0.9 as in DeepCluster.
-    device: where the towers and the head run: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
-    ``cuda:1``, ... Clustering stays on the CPU (faiss / scikit-learn).
-    """
-
-    task: str = "text_represented"
-    k: int | None = None
-    clusterer: str = "kmeans"
-    clusterer_options: dict[str, Any] = field(default_factory=dict)
-    sampler: str | None = None
-    subset_size: int = 1000
-    epochs: int = 3
-    batch_size: int = 32
-    embed_batch_size: int = 64
-    finetune: str | None = None
-    head: str = "linear"
-    head_hidden: int = 256
-    head_lr: float = 1e-4
-    text_lr: float = 2e-5
-    image_lr: float = 3e-3
-    image_momentum: float = 0.9
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        defaults = TASK_DEFAULTS.get(self.task, _FALLBACK)
-        if self.k is None:
-            self.k = int(defaults["k"])
-        if self.sampler is None:
-            self.sampler = str(defaults["sampler"])
-        if self.finetune is None:
-            self.finetune = str(defaults["finetune"])
-        if self.finetune not in FINETUNE:
-            raise ValueError(f"finetune must be one of {FINETUNE}, got {self.finetune!r}")
-        if self.head not in ("linear", "mlp"):
-            raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
-        if self.k < 2:
-            raise ValueError(f"k must be at least 2, got {self.k}")
-        if self.subset_size < self.k:
-            raise ValueError(f"subset_size ({self.subset_size}) must be at least k ({self.k})")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError("epochs must be >= 0 and batch_size >= 1")
-        if self.device != "auto":
-            torch.device(self.device)  # raises on a malformed name
-
-    def torch_device(self) -> torch.device:
-        """The device ``device`` names (``auto``: CUDA when available)."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+           "TASK_DEFAULTS", "FINETUNE"]   # RelateConfig, TASK_DEFAULTS, FINETUNE: from mmpost.relate.config
 
 
 def live_sides(finetune: str) -> tuple[str, ...]:
@@ -246,16 +170,49 @@ def run_itrp(posts_train: Sequence[Post], text_tower: TextTower, image_tower: Im
 
     ``on_round(log)`` is called after each round; ``on_head_reset(head, optimizer)`` right after the head and its
     optimiser are re-made (before any update of that round). The towers are left in eval mode."""
-    start_all = time.perf_counter()
+    start = time.perf_counter()
+    cfg = cfg.resolved()
     posts = list(posts_train)
-    n, k = len(posts), int(cfg.k)  # type: ignore[arg-type]
-    if n < k:
-        raise ValueError(f"ITRp needs at least k={k} training posts, got {n}")
+    if len(posts) < int(cfg.k):  # type: ignore[arg-type]
+        raise ValueError(f"ITRp needs at least k={cfg.k} training posts, got {len(posts)}")
+    session = _start_session(posts, text_tower, image_tower, cfg, cache_dir=cache_dir, progress=progress,
+                             on_head_reset=on_head_reset)
+    rounds = _run_epochs(session, on_round)
+    text_tower.eval()
+    image_tower.eval()
+    return ItrpResult(text_tower=text_tower, image_tower=image_tower, head=session.head if rounds else None,
+                      rounds=rounds, seconds=time.perf_counter() - start)
+
+
+@dataclass
+class _Session:
+    """What every round of one :func:`run_itrp` call shares: the posts, the towers and the tower(s) that train, the
+    frozen side's precomputed rows, the head (re-initialised every round), the encoder optimisers (kept across
+    rounds) and the sampler."""
+
+    posts: list[Post]
+    text_tower: TextTower
+    image_tower: ImageTower
+    cfg: RelateConfig
+    live: tuple[str, ...]
+    frozen_text: np.ndarray | None
+    frozen_image: np.ndarray | None
+    head: nn.Module
+    encoder_opts: list[torch.optim.Optimizer]
+    sampler: Sampler
+    loss_fn: nn.Module
+    on_head_reset: Callable[[nn.Module, torch.optim.Optimizer], None] | None
+
+
+def _start_session(posts: list[Post], text_tower: TextTower, image_tower: ImageTower, cfg: RelateConfig, *,
+                   cache_dir: str | Path | None, progress: bool,
+                   on_head_reset: Callable[[nn.Module, torch.optim.Optimizer], None] | None) -> _Session:
+    """Freeze or unfreeze the towers, embed the frozen side once (through the cache, before the towers move to
+    ``cfg.device``), and make the head, the encoder optimisers and the sampler."""
     live = live_sides(str(cfg.finetune))
     _prepare_tower(text_tower, "text" in live, "text")
     _prepare_tower(image_tower, "image" in live, "image")
     torch.manual_seed(cfg.seed)  # dropout inside fine-tuned towers
-    # the frozen side once, for the whole training set, through the cache
     frozen_text = (None if "text" in live else
                    text_part(posts, text_tower, cache_dir=cache_dir, batch_size=cfg.embed_batch_size,
                              progress=progress))
@@ -266,10 +223,17 @@ def run_itrp(posts_train: Sequence[Post], text_tower: TextTower, image_tower: Im
     text_tower.to(device)
     image_tower.to(device)
     in_dim = int(text_tower.dim) + int(image_tower.dim)
-    head = make_head(in_dim, k, cfg.head, cfg.head_hidden).to(device)
-    encoder_opts = _encoder_optimizers(text_tower, image_tower, live, cfg)
-    sampler = get_sampler(str(cfg.sampler))
-    loss_fn = nn.CrossEntropyLoss()
+    head = make_head(in_dim, int(cfg.k), cfg.head, cfg.head_hidden).to(device)  # type: ignore[arg-type]
+    return _Session(posts=posts, text_tower=text_tower, image_tower=image_tower, cfg=cfg, live=live,
+                    frozen_text=frozen_text, frozen_image=frozen_image, head=head,
+                    encoder_opts=_encoder_optimizers(text_tower, image_tower, live, cfg),
+                    sampler=get_sampler(str(cfg.sampler)), loss_fn=nn.CrossEntropyLoss(),
+                    on_head_reset=on_head_reset)
+
+
+def _run_epochs(session: _Session, on_round: Callable[[RoundLog], None] | None) -> list[RoundLog]:
+    """Every epoch: shuffle the posts (seeded), cut them into ``ceil(N / m)`` subsets and run one round each."""
+    cfg, n = session.cfg, len(session.posts)
     rng = np.random.default_rng(cfg.seed)
     n_subsets = max(1, math.ceil(n / cfg.subset_size))
     rounds: list[RoundLog] = []
@@ -277,46 +241,58 @@ def run_itrp(posts_train: Sequence[Post], text_tower: TextTower, image_tower: Im
     for epoch in range(cfg.epochs):
         order = rng.permutation(n)
         for rnd, subset in enumerate(np.array_split(order, n_subsets)):
-            t0 = time.perf_counter()
-            seed = _round_seed(cfg.seed, epoch, rnd)
-            sub_posts = [posts[i] for i in subset]
-            ft = frozen_text[subset] if frozen_text is not None else None
-            fv = frozen_image[subset] if frozen_image is not None else None
-            emb = embed_posts(sub_posts, text_tower, image_tower, live=live, frozen_text=ft, frozen_image=fv,
-                              batch_size=cfg.embed_batch_size)
-            t1 = time.perf_counter()
-            clusterer = get_clusterer(cfg.clusterer, **cfg.clusterer_options)
-            result = clusterer.fit_predict(emb, k, seed=seed)
-            pseudo = result.labels
-            if previous is not None:
-                pseudo, _ = align_to_previous(previous.predict(emb), pseudo, k)
-            previous = clusterer
-            t2 = time.perf_counter()
-            rows = sampler.sample(len(subset), pseudo, seed=seed)
-            info = sampler.last_info
-            reset_head(head, torch.Generator().manual_seed(seed))
-            head_opt = torch.optim.Adam(head.parameters(), lr=cfg.head_lr)
-            if on_head_reset is not None:
-                on_head_reset(head, head_opt)
-            loss = _train_pass(rows, sub_posts, pseudo, ft, fv, text_tower, image_tower, live, head,
-                               [head_opt, *encoder_opts], loss_fn, cfg.batch_size)
-            t3 = time.perf_counter()
-            round_s = t3 - t0
-            entry = RoundLog(
-                epoch=epoch, round=rnd, n=len(subset), sizes=np.bincount(pseudo, minlength=k).tolist(),
-                sampled=int(rows.shape[0]),
-                sampled_sizes=[int(info.counts_after.get(c, 0)) if info else 0 for c in range(k)],
-                reseeded=int(result.reseeded), loss=loss, embed_seconds=t1 - t0, cluster_seconds=t2 - t1,
-                train_seconds=t3 - t2, round_seconds=round_s, share=(t2 - t1) / round_s if round_s > 0 else 0.0)
+            entry, previous = _run_round(session, epoch, rnd, subset, previous)
             rounds.append(entry)
             log.info("ITRp epoch %d round %d: n=%d sizes=%s loss=%.4f cluster %.2fs of %.2fs (%.0f%%)", epoch, rnd,
-                     entry.n, entry.sizes, loss, entry.cluster_seconds, round_s, 100 * entry.share)
+                     entry.n, entry.sizes, entry.loss, entry.cluster_seconds, entry.round_seconds, 100 * entry.share)
             if on_round is not None:
                 on_round(entry)
-    text_tower.eval()
-    image_tower.eval()
-    return ItrpResult(text_tower=text_tower, image_tower=image_tower, head=head if rounds else None, rounds=rounds,
-                      seconds=time.perf_counter() - start_all)
+    return rounds
+
+
+def _run_round(session: _Session, epoch: int, rnd: int, subset: np.ndarray,
+               previous: Clusterer | None) -> tuple[RoundLog, Clusterer]:
+    """One round on the posts at ``subset``: embed, cluster (aligned with ``previous``), sample, reset the head and
+    train. Returns its log and its clusterer (the next round's ``previous``)."""
+    s, k = session, int(session.cfg.k)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    seed = _round_seed(s.cfg.seed, epoch, rnd)
+    sub_posts = [s.posts[i] for i in subset]
+    ft = s.frozen_text[subset] if s.frozen_text is not None else None
+    fv = s.frozen_image[subset] if s.frozen_image is not None else None
+    emb = embed_posts(sub_posts, s.text_tower, s.image_tower, live=s.live, frozen_text=ft, frozen_image=fv,
+                      batch_size=s.cfg.embed_batch_size)
+    t1 = time.perf_counter()
+    clusterer = get_clusterer(s.cfg.clusterer, **s.cfg.clusterer_options)
+    result = clusterer.fit_predict(emb, k, seed=seed)
+    pseudo = result.labels
+    if previous is not None:
+        pseudo, _ = align_to_previous(previous.predict(emb), pseudo, k)
+    t2 = time.perf_counter()
+    rows = s.sampler.sample(len(subset), pseudo, seed=seed)
+    info = s.sampler.last_info
+    loss = _train_round(s, rows, sub_posts, pseudo, ft, fv, seed)
+    t3 = time.perf_counter()
+    entry = RoundLog(
+        epoch=epoch, round=rnd, n=len(subset), sizes=np.bincount(pseudo, minlength=k).tolist(),
+        sampled=int(rows.shape[0]),
+        sampled_sizes=[int(info.counts_after.get(c, 0)) if info else 0 for c in range(k)],
+        reseeded=int(result.reseeded), loss=loss, embed_seconds=t1 - t0, cluster_seconds=t2 - t1,
+        train_seconds=t3 - t2, round_seconds=t3 - t0, share=(t2 - t1) / (t3 - t0) if t3 > t0 else 0.0)
+    return entry, clusterer
+
+
+def _train_round(session: _Session, rows: np.ndarray, sub_posts: list[Post], pseudo: np.ndarray,
+                 frozen_text: np.ndarray | None, frozen_image: np.ndarray | None, seed: int) -> float:
+    """Reset the head (drawn from the round's ``seed``) and make a fresh head optimiser, then one training pass of
+    head + live tower(s) over the sampled ``rows``. Returns the mean batch loss."""
+    s = session
+    reset_head(s.head, torch.Generator().manual_seed(seed))
+    head_opt = torch.optim.Adam(s.head.parameters(), lr=s.cfg.head_lr)
+    if s.on_head_reset is not None:
+        s.on_head_reset(s.head, head_opt)
+    return _train_pass(rows, sub_posts, pseudo, frozen_text, frozen_image, s.text_tower, s.image_tower, s.live,
+                       s.head, [head_opt, *s.encoder_opts], s.loss_fn, s.cfg.batch_size)
 
 
 def _train_pass(rows: np.ndarray, posts: list[Post], pseudo: np.ndarray, frozen_text: np.ndarray | None,
@@ -364,6 +340,7 @@ def split_features(splits: dict[str, Sequence[Post]], text_tower: TextTower, ima
                    live: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """{split: [N, Dt + Dv]} ``text ⊕ image`` of every non-empty split: the towers ``live`` names (default: those
     ``cfg.finetune`` trained) run now, the others come through the cache."""
+    cfg = cfg.resolved()
     live = live_sides(str(cfg.finetune)) if live is None else tuple(live)
     return {name: embed_posts(list(posts), text_tower, image_tower, live=live, cache_dir=cache_dir,
                               batch_size=cfg.embed_batch_size)
@@ -378,6 +355,7 @@ def predict_clusters(splits: dict[str, Sequence[Post]], text_tower: TextTower, i
     ``features``), fit the clusterer on ``fit_on`` (train) with ``cfg.seed`` and assign the other splits (dev, test)
     to its centroids with ``clusterer.predict``. Labels are not read. Returns {split: [N] int64}; an empty split gets
     an empty array."""
+    cfg = cfg.resolved()
     feats = features if features is not None else split_features(splits, text_tower, image_tower, cfg,
                                                                   cache_dir=cache_dir, live=live)
     if fit_on not in feats:
