@@ -11,7 +11,7 @@ import torch
 from mmpost import registry
 from mmpost.data.batch import Batch
 from mmpost.models.emoticon import DualBranchEmoticon, EmoticonOutput
-from mmpost.objectives.combined import Objective
+from mmpost.objectives.combined import Objective, single_task
 from tests.conftest import TinyImageTower, TinyTextTower
 
 
@@ -72,7 +72,7 @@ def test_one_branch_baselines_report_no_pairs(modalities, weights):
     out = model(batch)
     assert out.logits.shape == (6, 3) and not out.has_image.any()
     assert torch.equal(out.modality_weights, torch.tensor([weights] * 6))
-    loss = Objective(itc=True)(out, batch)
+    loss = Objective.from_configs({"ce": None, "itc": None}, single_task(3))(out, batch)
     assert float(loss.parts["itc"].detach()) == 0.0                    # nothing to contrast
     with pytest.raises(ValueError, match="ITM needs both branches"):
         model(batch, itm=lambda t, v: None)
@@ -93,7 +93,7 @@ def test_text_only_ignores_the_image_and_image_only_ignores_the_text():
 
 def test_itc_trains_the_shared_space_of_both_branches():
     model, batch = _model(), _batch()
-    loss = Objective(itc=True, weights={"lambda_ce": 0.0})(model(batch), batch)
+    loss = Objective.from_configs({"ce": {"weight": 0.0}, "itc": None}, single_task(3))(model(batch), batch)
     loss.total.backward()
     for name in ("text_proj.weight", "image_proj.weight", "image_branch.encoder.layers.0.self_attn.in_proj_weight"):
         grad = dict(model.named_parameters())[name].grad

@@ -284,7 +284,7 @@ def test_a_multi_label_task_is_scored_on_every_label_over_the_threshold():
     assert s.confusion is None and s.metrics["n"] == 3
     assert s.metrics["accuracy"] == pytest.approx(2 / 3)                # a and c exactly right, b misses news
     assert [r["support"] for r in s.per_class] == [1, 1, 1] and s.per_class[2]["recall"] == 0
-    assert set(s.metrics) == {"weighted_f1", "macro_f1", "accuracy", "mcc", "n"}
+    assert set(s.metrics) == {"weighted_f1", "macro_f1", "micro_f1", "accuracy", "mcc", "n"}
     with pytest.raises(ValueError, match="post x: field labels.topics: \\['golf'\\]"):
         score_task(topics, [Post("x", "", labels={"topics": ["golf"]})], probs[:1])
     single = score_task(Task("mood", ("red", "blue")), [Post("a", "", labels={"mood": "blue"}),

@@ -79,7 +79,7 @@ def check_run(run_dir: Path) -> None:
 
 def describe(cfg: RunConfig, run_dir: Path, tasks: list[Task]) -> list[str]:
     o = cfg.objectives
-    parts = ["CE", *(name for name, on in (("ITC", o.itc), ("ITM", o.itm)) if on)]
+    parts = [name.upper() for name in o.enabled()]
     loss = " + ".join(parts) + (f" ({o.weighting} weighting)" if len(parts) > 1 else "")
 
     def tower(side: str, enc) -> str:
@@ -137,14 +137,14 @@ def curves_part(report: RunReport, run_dir: Path, cfg: RunConfig, history: list[
         "weighted sum the optimiser saw." + (f" The run kept the weights of epoch {best} (best dev weighted F1)."
                                              if best is not None else ""))
     has_temperature = any("train_temperature" in row for row in history)
-    if not cfg.objectives.itc:
-        report.curve_notes.append("ITC is off in this run (objectives.itc.enabled=false): there is no ITC loss and no "
+    if not cfg.objectives.on("itc"):
+        report.curve_notes.append("ITC is off in this run (no enabled objectives.itc): there is no ITC loss and no "
                                   "temperature curve.")
     elif not has_temperature:
         report.curve_notes.append("ITC is on, but log.csv has no temperature column: no temperature curve.")
     else:
         report.curve_notes.append(
-            f"Temperature: the learnable τ that divides the ITC similarities (started at {cfg.objectives.temperature};"
+            f"Temperature: the learnable τ that divides the ITC similarities (started at {cfg.objectives.get('itc').temperature};"
             " kept within [0.01, 1]), averaged over each epoch's batches. A falling τ sharpens the contrast.")
 
 
@@ -275,7 +275,7 @@ def start_report(run_dir: Path, overrides: list[str] | None,
     report.metrics = run_metric_rows(run_dir)
     history = read_log(run_dir / "log.csv") if (run_dir / "log.csv").exists() else []
     curves_part(report, run_dir, cfg, history)
-    if not cfg.objectives.itc:
+    if not cfg.objectives.on("itc"):
         report.warnings.append("ITC is off in this run: no temperature curve, and the map's text and image "
                                "vectors were not trained to share a space.")
     return report, cfg, tasks
@@ -311,7 +311,7 @@ def build_report(run_dir: Path, *, overrides: list[str] | None = None, examples:
     if shown is None:
         report.map_notes.append("Every task of this run is multi-label: there is no one class to colour the map by.")
     else:
-        map_part(report, split, pred, list(shown.labels), projection, max_points, cfg.objectives.itc)
+        map_part(report, split, pred, list(shown.labels), projection, max_points, cfg.objectives.on("itc"))
     for t in (t for t in predictor.tasks if not t.multi_label):
         errors_part(report, split, pred, pred.scores[t.name], examples, len(predictor.tasks) > 1)
     return report

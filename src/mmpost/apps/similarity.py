@@ -36,13 +36,13 @@ def relation_similarity(run_dir: str | Path, cfg: RunConfig | None = None, *, ta
     splits = {"test": list(data.splits.get("test", []))}
     splits.update(test_variants(cfg, task, data.labels, progress=progress))
     notes = []
-    if not predictor.config.objectives.itc:
+    if not predictor.config.objectives.on("itc"):
         notes.append("this run was trained without ITC: its projections were never aligned by contrast")
     if predictor.task in ("relation", "text_represented", "image_adds"):
         notes.append(f"this run was trained on `{predictor.task}` labels, so the correlation is not independent "
                      "of the relation labels")
     result: dict[str, Any] = {"run": str(run_dir), "run_task": predictor.task,
-                              "aligned_by_itc": bool(predictor.config.objectives.itc),
+                              "aligned_by_itc": bool(predictor.config.objectives.on("itc")),
                               "data": cfg.data.source, "splits": {}, "notes": notes}
     for name, posts in splits.items():
         if not posts:

@@ -104,7 +104,7 @@ class PredictionService:
                 "model": asdict(cfg.model),
                 "text_encoder": asdict(cfg.text_encoder),
                 "image_encoder": asdict(cfg.image_encoder),
-                "objectives": asdict(cfg.objectives),
+                "objectives": cfg.objectives.to_section(),
                 "train": {k: getattr(cfg.train, k) for k in ("epochs", "batch_size", "lr", "encoder_lr", "seed")},
                 "data_source": cfg.data.source,
             },
