@@ -53,7 +53,8 @@ def evil_csv(folder: Path) -> str:
 def image_run(tmp_path_factory) -> Path:
     """Images, ITC+ITM, a learning rate too small to learn much in two epochs: mistakes to show."""
     tmp = tmp_path_factory.mktemp("image_run")
-    over = tiny_overrides(tmp, evil_csv(tmp)) + ["name=img", "objectives.itc.enabled=true", "objectives.itm.enabled=true",
+    over = tiny_overrides(tmp, evil_csv(tmp)) + ["name=img", "objectives.itc.enabled=true",
+                                                 "objectives.itm.enabled=true",
                                                  "train.epochs=2", "train.lr=1e-5", "train.patience=5"]
     return train(load_config(None, over)).run_dir
 

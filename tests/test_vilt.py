@@ -264,7 +264,8 @@ def test_hf_path_trains_end_to_end_and_predicts(tmp_path, tiny_bert, tiny_vilt):
 
 # ---------------------------------------------------------------------- end to end, offline
 @pytest.mark.parametrize("aux", [[], ["objectives.itc.enabled=true"], ["objectives.itm.enabled=true"],
-                                 ["objectives.itc.enabled=true", "objectives.itm.enabled=true", "model.contrast=fused"]],
+                                 ["objectives.itc.enabled=true", "objectives.itm.enabled=true",
+                                  "model.contrast=fused"]],
                          ids=["base", "itc", "itm", "itc+itm-fused"])
 def test_offline_trains_with_every_aux_setting_and_predicts(tmp_path, tiny_bert, aux):
     csv_path = write_toy_csv(tmp_path, n=30)

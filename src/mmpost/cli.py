@@ -143,7 +143,7 @@ def train(
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
         _fail(e)
     if is_rank_zero():
-        _metrics_table(str(result.run_dir), {**result.metrics, "majority": {cfg.task: result.baseline}})
+        _metrics_table(str(result.run_dir), {**result.metrics, "majority": result.baselines})
 
 
 @app.command()
@@ -258,6 +258,26 @@ def validate(
     raise typer.Exit(code=3)
 
 
+def _listed(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _narrowed_grid(g, config: Path, datasets: str | None, models: str | None, aux: str | None, seeds: str | None,
+                   out: str | None):
+    """The grid file's cells narrowed by the command-line options."""
+    from mmpost.config import ConfigError
+    if (names := _listed(datasets)) is not None:
+        unknown = set(names) - {d.name for d in g.datasets}
+        if unknown:
+            raise ConfigError(f"no dataset {sorted(unknown)} in {config}; it has {[d.name for d in g.datasets]}")
+        g.datasets = [d for d in g.datasets if d.name in names]
+    g.models = _listed(models) or g.models
+    g.aux = _listed(aux) or g.aux
+    g.seeds = [int(x) for x in _listed(seeds)] if seeds else g.seeds
+    g.out_dir = out or g.out_dir
+    return g
+
+
 @app.command()
 def grid(
     config: Annotated[Path, typer.Argument(help="A grid file (see configs/grid/).", exists=True, dir_okay=False)],
@@ -284,20 +304,8 @@ def grid(
     from mmpost.data.validate import DataValidationError
     from mmpost.engine.resume import LAST
 
-    def listed(value: str | None) -> list[str] | None:
-        return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
     try:
-        g = load_grid(config)
-        if (names := listed(datasets)) is not None:
-            unknown = set(names) - {d.name for d in g.datasets}
-            if unknown:
-                raise ConfigError(f"no dataset {sorted(unknown)} in {config}; it has {[d.name for d in g.datasets]}")
-            g.datasets = [d for d in g.datasets if d.name in names]
-        g.models = listed(models) or g.models
-        g.aux = listed(aux) or g.aux
-        g.seeds = [int(x) for x in listed(seeds)] if seeds else g.seeds
-        g.out_dir = out or g.out_dir
+        g = _narrowed_grid(load_grid(config), config, datasets, models, aux, seeds, out)
         plan = list(cells(g))
         if dry_run:
             def state(c) -> str:

@@ -144,7 +144,8 @@ def curves_part(report: RunReport, run_dir: Path, cfg: RunConfig, history: list[
         report.curve_notes.append("ITC is on, but log.csv has no temperature column: no temperature curve.")
     else:
         report.curve_notes.append(
-            f"Temperature: the learnable τ that divides the ITC similarities (started at {cfg.objectives.get('itc').temperature};"
+            "Temperature: the learnable τ that divides the ITC similarities (started at "
+            f"{cfg.objectives.get('itc').temperature};"
             " kept within [0.01, 1]), averaged over each epoch's batches. A falling τ sharpens the contrast.")
 
 

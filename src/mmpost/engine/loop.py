@@ -112,6 +112,21 @@ def fuse_optimizer_step(optimizer: torch.optim.Optimizer) -> None:
             group["fused"] = True
 
 
+def optimise(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, batch, generator: torch.Generator,
+             grad_clip: float, step_kwargs: dict):
+    """One optimiser step on one batch; the losses it reported."""
+    optimizer.zero_grad(set_to_none=True)
+    _, losses = step(batch, generator, **step_kwargs)
+    if not torch.isfinite(losses.total):
+        raise FloatingPointError(f"loss became {float(losses.total)} ({losses.as_floats()}); "
+                                 "lower the learning rate or check the data")
+    fabric.backward(losses.total)
+    if grad_clip:
+        fabric.clip_gradients(step, optimizer, max_norm=grad_clip, error_if_nonfinite=False)
+    optimizer.step()
+    return losses
+
+
 def train_epoch(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, loader, *,
                 frozen: list[nn.Module], grad_clip: float, generator: torch.Generator,
                 desc: str, progress: bool, state: FitState | None = None, rng_state: torch.Tensor | None = None,
@@ -140,15 +155,8 @@ def train_epoch(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimize
     for batch in bar:
         unreadable += getattr(batch, "unreadable_images", 0)
         batch = batch.to(fabric.device)
-        optimizer.zero_grad(set_to_none=True)
-        _, losses = step(batch, generator, **(parallel.step_kwargs(loader.dataset) if parallel else {}))
-        if not torch.isfinite(losses.total):
-            raise FloatingPointError(f"loss became {float(losses.total)} ({losses.as_floats()}); "
-                                     "lower the learning rate or check the data")
-        fabric.backward(losses.total)
-        if grad_clip:
-            fabric.clip_gradients(step, optimizer, max_norm=grad_clip, error_if_nonfinite=False)
-        optimizer.step()
+        losses = optimise(fabric, step, optimizer, batch, generator, grad_clip,
+                          parallel.step_kwargs(loader.dataset) if parallel else {})
         k, values = len(batch), losses.as_floats()
         if parallel is not None:        # each rank holds its share: log the global batch's values
             values, k = parallel.global_values(values, k)
