@@ -31,7 +31,3 @@ def build_model(cfg, text_tower: TextTower, image_tower: ImageTower, num_classes
 def build_objective(cfg: Objectives, tasks: Sequence[TaskInfo]) -> Objective:
     """The enabled losses of the ``objectives`` section, built for the run's tasks."""
     return Objective.from_configs(cfg.enabled(), LossContext(tasks=list(tasks)), cfg.weighting)
-
-
-def aux_name(cfg: Objectives) -> str:
-    return cfg.aux_name()
