@@ -4,6 +4,7 @@ The memes test reads the data root (MMPOST_DATA_ROOT) and is skipped, saying so,
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def test_memes_recipe_beats_majority_with_real_encoders(tmp_path):
     test = result.metrics["test"]["sentiment"]
     assert test["n"] >= 40
     assert test["weighted_f1"] > result.baseline["weighted_f1"] + 0.05, (test, result.baseline)
+
+
+@pytest.mark.skipif(not _memes_available(), reason="MMPOST_DATA_ROOT is not set or has no memes/ folder")
+def test_memes_recipe_trains_its_three_tasks_in_one_model(tmp_path):
+    cfg = load_config(ROOT / "configs" / "memes.yaml",
+                      ["data.limit=500", "tasks=[sentiment,sarcasm,offensive]", f"out_dir={tmp_path}", "name=mt",
+                       "progress=false", "train.epochs=5"])
+    result = train(cfg)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"sentiment", "sarcasm", "offensive"}
+    assert all(metrics["test"][t]["n"] >= 40 for t in metrics["test"])
 
 
 def test_synthetic_default_with_real_encoders(tmp_path):
