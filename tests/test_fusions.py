@@ -166,3 +166,19 @@ def test_the_emoticon_family_fuses_with_the_gated_attention_fusion(fusion):
     expected = gated_fusion(out.text_embeds, out.image_embeds, batch.has_image, model.text_in, model.image_in,
                             model.fusion_bias, model.score)
     assert torch.equal(out.fused, expected[0]) and torch.equal(out.modality_weights, expected[1])
+
+
+def test_conc_takes_the_gated_attention_fusion_by_name():
+    from mmpost.config import ConfigError, load_config
+    from tests.conftest import TinyImageTower, TinyTextTower
+    cfg = load_config(None, ["model.fusion=gated-attention", "model.hidden=12", "model.proj_dim=6"]).model
+    model = BerViTConc(TinyTextTower(dim=16), TinyImageTower(dim=8), 3, cfg)
+    batch = Batch(index=torch.arange(4), labels=torch.tensor([0, 1, 2, 0]),
+                  has_image=torch.tensor([True, False, True, True]), text_ids=torch.arange(4),
+                  image_ids=torch.arange(4), text_features=torch.randn(4, 16), image_features=torch.randn(4, 8))
+    out = model(batch)
+    assert out.logits.shape == (4, 3) and out.fused.shape == (4, 12)
+    out.logits.sum().backward()
+    assert model.fusion.gate.score[-1].weight.grad is not None
+    with pytest.raises(ConfigError, match=r"model\.fusion must be one of concat, gated-attention"):
+        load_config(None, ["model.fusion=bilinear"])
