@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from memes_quality import _init_worker, _quiet, lr_score, majority_score
+from memes_quality import _quiet, lr_score, majority_score, train_in_workers
 
 TASKS = ("sentiment", "sarcasm", "offensive")
-_WORKER: dict = {}
 
 
 def _train(job: dict) -> tuple[str, float]:
@@ -112,9 +111,6 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = ap.parse_args()
     _quiet()
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
     from mmpost.apps.build import build_tower
     from mmpost.apps.datasets import cache_dir
     from mmpost.config import data_root, load_config
@@ -135,11 +131,7 @@ def main() -> None:
     folds = list(fold_splits(posts, y[TASKS[0]], args.folds))
     plan, jobs = plan_runs(args, posts, labels_of, y, folds)
     print(f"{len(posts)} posts; {len(plan)} runs, {len(jobs)} to train with {args.workers} workers", flush=True)
-    if jobs:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(args.recipe,)) as pool:
-            for n, (run_dir, took) in enumerate(pool.map(_train, jobs), 1):
-                print(f"  [{n}/{len(jobs)}] {run_dir}: {took:.0f} s ({time.time() - start:.0f} s in all)", flush=True)
+    train_in_workers(_train, jobs, args.workers, args.recipe, start)
     scores = anchors(feats, y, folds)
     for k, name, run_dir in plan:
         metrics = json.loads((run_dir / "metrics.json").read_text())["test"]

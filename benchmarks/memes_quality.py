@@ -68,6 +68,19 @@ def _init_worker(recipe: str) -> None:
     _WORKER["towers"] = (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
 
 
+def train_in_workers(train_one, jobs: list[dict], workers: int, recipe: str, start: float) -> None:
+    """Each job trained by ``train_one`` in one of ``workers`` spawned processes (one thread each), with a line
+    per finished run."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    if not jobs:
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(recipe,)) as pool:
+        for n, (run_dir, took) in enumerate(pool.map(train_one, jobs), 1):
+            print(f"  [{n}/{len(jobs)}] {run_dir}: {took:.0f} s ({time.time() - start:.0f} s in all)", flush=True)
+
+
 def _quiet() -> None:
     import logging
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -105,9 +118,6 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every Conc/Att run")
     args = ap.parse_args()
     _quiet()
-
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
 
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
@@ -174,11 +184,7 @@ def main() -> None:
                         jobs.append({"recipe": args.recipe, "overrides": over, "task": task, "labels": labels,
                                      "splits": splits, "run_dir": str(run_dir)})
     print(f"{len(plan)} runs, {len(jobs)} to train with {args.workers} workers", flush=True)
-    if jobs:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(args.recipe,)) as pool:
-            for n, (run_dir, took) in enumerate(pool.map(_train_cell, jobs), 1):
-                print(f"  [{n}/{len(jobs)}] {run_dir}: {took:.0f} s ({time.time() - start:.0f} s in all)", flush=True)
+    train_in_workers(_train_cell, jobs, args.workers, args.recipe, start)
 
     scores: dict[str, dict[str, list]] = {t: dict(r) for t, r in lr_rows.items()}
     dev: dict[tuple[str, int], dict[str, float]] = {}
