@@ -76,7 +76,7 @@ def test_a_run_saved_before_the_change_is_read(tmp_path):
         " beta_itc: 0.2, beta_itm: 0.1, class_weights: none, temperature: 0.05, mask_duplicates: true,"
         " itm_negatives: hard}\n")
     cfg = load_config(run / "config.yaml")
-    assert cfg.model.hidden == 64 and cfg.model.proj_dim == 32
+    assert cfg.model.hidden == 64 and cfg.model.proj_dim == 32 and cfg.model.fusion == "concat"
     o = cfg.objectives
     assert o.weighting == "convex" and o.get("itc").weight == 0.2 and o.get("itm").weight == 0.1
     assert o.get("itc").temperature == 0.05 and o.get("itm").negatives == "hard"

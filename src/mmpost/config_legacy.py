@@ -63,8 +63,13 @@ def upgrade_saved_run(recipe: Any, path: Path) -> Any:
     return recipe
 
 
+EMOTICON_ONLY = ("fusion", "modalities")   # the old flat section's emoticon keys (conc's `fusion` came later)
+
+
 def _family_keys(model: dict[str, Any]) -> dict[str, Any]:
-    """The old flat model section, cut to the keys that the chosen family reads."""
+    """The old flat model section, cut to the keys that the chosen family read then."""
     name = model.get("name") or "conc"
     known = {f.name for f in dataclasses.fields(registry.get("model", name).Config)}
+    if name != "emoticon":
+        known -= set(EMOTICON_ONLY)
     return {**{k: v for k, v in model.items() if k in known}, "name": name}
