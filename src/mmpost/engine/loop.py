@@ -210,7 +210,9 @@ def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
     n = 0
     for batch in progress_bar(loader, enabled=progress, desc=desc, unit="batch"):
         batch = batch.to(fabric.device)
-        output, losses = step(batch, generator, with_loss=with_loss and bool((batch.labels >= 0).all()))
+        labelled = any(bool((y >= 0).any()) for y in batch.task_labels.values()) if batch.task_labels else \
+            bool((batch.labels >= 0).any())
+        output, losses = step(batch, generator, with_loss=with_loss and labelled)   # losses mask missing labels
         for task, logits in output.task_logits.items():
             scores = logits.float().sigmoid() if task in multi_label else logits.float().softmax(-1)
             probs[task].append(scores.cpu().numpy())
