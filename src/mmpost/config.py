@@ -85,7 +85,13 @@ class DataConfig:
     require_image: bool = False            # keep only posts whose (first) image file exists
     policy: str = "stop"                   # bad rows: stop (with a report) | skip | text-only
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    split_method: str = "stratified"       # for data without splits: stratified (by label, grouped by image) | hash
+    split_method: str = "stratified"       # for data without splits: stratified (by label, grouped) | hash
+    group_by: list[str] = field(default_factory=lambda: ["image"])   # posts sharing any key stay in one split
+                                           # and one fold: image (its name, even when the file is missing) |
+                                           # text (near-duplicates) | column:NAME (an event, user, claim column)
+    splits_from: str | None = None         # a run folder (or its splits.csv): reuse that run's split post by post
+    files: dict[str, str] = field(default_factory=dict)   # one manifest per split: {train: a.csv, dev: b.csv,
+                                           # test: c.csv}, read with data.columns (instead of data.path)
     split_seed: int = 0
     split_salt: str = "mmpost"             # hash method only
     limit: int | None = None               # use the first N posts (quick runs)
@@ -168,6 +174,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
     relate: RelateConfig = field(default_factory=RelateConfig)   # mmpost relate (ITRp)
+    calibration: str = "temperature"       # temperature (scaling fitted per task on dev at the end of training) | none
     out_dir: str = "runs"
     name: str | None = None                # run folder name; default: <task>-<model>-<aux>-<time>
     cache_dir: str | None = None           # feature cache; default: ~/.cache/mmpost/features
@@ -291,11 +298,39 @@ def check(cfg: RunConfig) -> None:
         if cfg.data.source not in registry.names("dataset"):
             raise ConfigError(f"data.source must be synthetic, manifest or a dataset adapter "
                               f"({', '.join(registry.names('dataset'))}), got {cfg.data.source!r}")
-    if cfg.data.source == "manifest" and not cfg.data.path:
-        raise ConfigError("data.source=manifest needs data.path (a CSV or JSONL file)")
+    check_data_files(cfg.data)
+    if cfg.calibration not in CALIBRATIONS:
+        raise ConfigError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {cfg.calibration!r}")
+    from mmpost.data.groups import check_group_by
+    try:
+        check_group_by(list(cfg.data.group_by))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     for side, enc in (("text_encoder", cfg.text_encoder), ("image_encoder", cfg.image_encoder)):
         if enc.precision not in (None, "auto", "fp32", "bf16"):
             raise ConfigError(f"{side}.precision must be auto, fp32 or bf16, got {enc.precision!r}")
+
+
+CALIBRATIONS = ("temperature", "none")
+
+
+def check_data_files(d: DataConfig) -> None:
+    """data.path or data.files (one manifest per split), never both; data.files needs a training file."""
+    if d.files:
+        bad = [k for k in d.files if k not in ("train", "dev", "test")]
+        if bad:
+            raise ConfigError(f"data.files: unknown split(s) {', '.join(map(str, bad))}; use train, dev and test")
+        if "train" not in d.files:
+            raise ConfigError("data.files needs a train file (dev is split from it when missing; test may be left out)")
+        if d.source != "manifest":
+            raise ConfigError(f"data.files reads manifests with data.columns: set data.source: manifest "
+                              f"(it is {d.source!r})")
+        if d.path:
+            raise ConfigError("give data.path (one file, split by a column or by mmpost) or data.files "
+                              "(one file per split), not both")
+    elif d.source == "manifest" and not d.path:
+        raise ConfigError("data.source=manifest needs data.path (a CSV or JSONL file) or data.files "
+                          "({train: a.csv, dev: b.csv, test: c.csv})")
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfig:

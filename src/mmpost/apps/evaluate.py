@@ -9,7 +9,7 @@ from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.config import load_config
 from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.report import TaskReport, write_metrics, write_tasks_report
-from mmpost.evaluation.task_scores import TaskScore, confusion_file, score_task
+from mmpost.evaluation.task_scores import TaskScore, calibration_scores, confusion_file, score_task
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] | None = None,
@@ -29,8 +29,10 @@ def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] 
         posts, split, out = prepared.splits["test"], "test", run_dir / "evaluations" / "test"
     if not posts:
         raise ValueError("no labelled posts to evaluate")
-    probs, _ = predictor.predict_tasks(posts, progress=progress)
-    scores = [score_task(t, posts, probs[t.name], interval=True) for t in predictor.tasks]
+    got = predictor.scores(posts, progress=progress)
+    scores = [score_task(t, posts, got.probs[t.name], interval=True) for t in predictor.tasks]
+    for s in scores:
+        s.metrics.update(calibration_scores(s.task, posts, got.probs[s.task.name], got.probs_raw[s.task.name]))
     metrics = {split: {s.task.name: s.metrics for s in scores}}
     out.mkdir(parents=True, exist_ok=True)
     _confusion_figures(out, split, scores)

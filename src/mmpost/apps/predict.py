@@ -134,9 +134,10 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     bar = progress_bar(enabled=progress, desc="predict", unit="post", initial=counts["posts"])
     with open(part, "a", encoding="utf-8") as f:
         for posts_of_chunk in chunks(posts, chunk):
-            probs, has_image = _predict_chunk(predictor, posts_of_chunk, batch_size=batch_size, cache=cache)
-            records = predictor.records([p.id for p in posts_of_chunk], probs, has_image, decimals=DECIMALS)
-            counts["without_image"] += int((~has_image.astype(bool)).sum())
+            scores = _predict_chunk(predictor, posts_of_chunk, batch_size=batch_size, cache=cache)
+            records = predictor.records([p.id for p in posts_of_chunk], scores.probs, scores.image_used,
+                                        decimals=DECIMALS, probs_raw=scores.probs_raw)
+            counts["without_image"] += int((~scores.image_used.astype(bool)).sum())
             f.writelines(prediction_line(r) for r in records)
             f.flush()
             os.fsync(f.fileno())          # a crash loses at most the chunk in progress
@@ -158,8 +159,8 @@ def _manifest(run_dir: Path, data: str, overrides: list[str] | None) -> tuple[st
 
 
 def _predict_chunk(predictor: Predictor, posts: list[Post], *, batch_size: int, cache: bool):
-    """({task: [N, C] probabilities}, [N] image used) for one chunk."""
+    """Calibrated and raw probabilities and the image mask of one chunk."""
     if cache:
-        return predictor.predict_tasks(posts, batch_size=batch_size)
+        return predictor.scores(posts, batch_size=batch_size)
     with tempfile.TemporaryDirectory(prefix="mmpost-predict-") as scratch:
-        return predictor.predict_tasks(posts, batch_size=batch_size, cache_dir=scratch)
+        return predictor.scores(posts, batch_size=batch_size, cache_dir=scratch)

@@ -1,8 +1,12 @@
-"""A trained run, loaded for prediction: ``mmpost.load(RUN_DIR).predict(posts)``."""
+"""A trained run, loaded for prediction: ``mmpost.load(RUN_DIR).predict(posts)``.
+
+Probabilities are calibrated with the run's ``calibration.json`` (a temperature per task, fitted on dev; T = 1
+for runs saved before it existed), and a binary task with an operating point (``mmpost calibrate``) decides by
+its threshold: predict, evaluate and serve all read them through this class."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from mmpost.apps.build import build_model, build_tower
 from mmpost.apps.datasets import build_datasets
+from mmpost.apps.run_calibration import load_calibration
 from mmpost.config import RunConfig, load_config
 from mmpost.data.dataset import unwrap
 from mmpost.data.post import Post
@@ -34,10 +39,21 @@ def task_logits(output: ModelOutput, tasks: Sequence[Task]) -> dict[str, torch.T
     return {t.name: output.task_logits[t.name] for t in tasks}
 
 
-def probabilities(logits: torch.Tensor, task: Task) -> np.ndarray:
-    """[B, C] probabilities: a softmax over a task's labels, or one sigmoid per label for a multi-label task."""
-    logits = logits.float()
+def probabilities(logits: torch.Tensor, task: Task, temperature: float = 1.0) -> np.ndarray:
+    """[B, C] probabilities of logits / T: a softmax over a task's labels, or one sigmoid per label for a
+    multi-label task."""
+    logits = logits.float() / float(temperature)
     return (logits.sigmoid() if task.multi_label else logits.softmax(-1)).numpy()
+
+
+@dataclass
+class Scores:
+    """Per task [N, C]: ``probs`` (calibrated) and ``probs_raw`` (the model's own); per post, whether an image
+    was used."""
+
+    probs: dict[str, np.ndarray]
+    probs_raw: dict[str, np.ndarray]
+    image_used: np.ndarray
 
 
 class Predictor:
@@ -47,7 +63,8 @@ class Predictor:
             if not (self.run_dir / needed).exists():
                 raise FileNotFoundError(f"{self.run_dir} is not a finished mmpost run: {needed} is missing")
         self.config: RunConfig = load_config(self.run_dir / "config.yaml")
-        self.tasks: list[Task] = run_tasks(self.run_dir)
+        self.calibration = load_calibration(self.run_dir, [t.name for t in run_tasks(self.run_dir)])
+        self.tasks: list[Task] = [self._decision(t) for t in run_tasks(self.run_dir)]
         self.task: str = self.tasks[0].name                    # the first task: what one-task callers read
         self.labels: list[str] = list(self.tasks[0].labels)
         cfg = self.config
@@ -60,6 +77,11 @@ class Predictor:
             raise ValueError(f"{self.run_dir}: weights do not fit the model: {missing_unexpected.unexpected_keys[:5]}")
         self.model.eval()
 
+    def _decision(self, task: Task) -> Task:
+        """The task as saved, or deciding by its operating point where ``mmpost calibrate`` set one."""
+        op = self.calibration.thresholds.get(task.name)
+        return task.with_threshold(op["positive"], op["threshold"]) if op else task
+
     def _loader(self, posts: Sequence[Post], batch_size: int, progress: bool,
                 cache_dir: str | Path | None = None) -> tuple[DataLoader, Any]:
         cfg = replace(self.config, progress=progress, cache_dir=str(cache_dir) if cache_dir else self.config.cache_dir)
@@ -69,27 +91,36 @@ class Predictor:
         dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
         return dl, ds
 
-    def _task_probs(self, output: ModelOutput) -> dict[str, np.ndarray]:
+    def _task_probs(self, output: ModelOutput, calibrated: bool = True) -> dict[str, np.ndarray]:
         logits = task_logits(output, self.tasks)
-        return {t.name: probabilities(logits[t.name], t) for t in self.tasks}
+        return {t.name: probabilities(logits[t.name], t, self.calibration.temperatures[t.name] if calibrated else 1.0)
+                for t in self.tasks}
 
     def _joined(self, parts: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
         return {t.name: np.concatenate(parts[t.name]) if parts[t.name] else np.zeros((0, len(t.labels)), np.float32)
                 for t in self.tasks}
 
     @torch.inference_mode()
-    def predict_tasks(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False,
-                      cache_dir: str | Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Probabilities per task, ``{task: [N, C]}`` in task order (columns in the order of that task's labels),
-        and, per post, whether an image was used (False: no image, or none readable — the learned "no image"
-        vector stood in). ``cache_dir`` replaces the run's feature cache for these posts: a server passes a
-        throwaway folder per request, so that serving never grows (nor rescans) the shared cache."""
+    def scores(self, posts: Sequence[Post], *, batch_size: int = 128, progress: bool = False,
+               cache_dir: str | Path | None = None) -> Scores:
+        """Calibrated and raw probabilities per task, ``{task: [N, C]}`` in task order (columns in the order of
+        that task's labels), and, per post, whether an image was used (False: no image, or none readable — the
+        learned "no image" vector stood in). ``cache_dir`` replaces the run's feature cache for these posts: a
+        server passes a throwaway folder per request, so that serving never grows (nor rescans) the shared cache."""
         dl, ds = self._loader(posts, batch_size, progress, cache_dir)
-        parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
+        cal: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
+        raw: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
         for batch in dl:
-            for name, p in self._task_probs(self.model(batch)).items():
-                parts[name].append(p)
-        return self._joined(parts), ds.has_image.numpy()
+            output = self.model(batch)
+            for parts, calibrated in ((cal, True), (raw, False)):
+                for name, p in self._task_probs(output, calibrated).items():
+                    parts[name].append(p)
+        return Scores(self._joined(cal), self._joined(raw), ds.has_image.numpy())
+
+    def predict_tasks(self, posts: Sequence[Post], **kwargs) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Calibrated probabilities per task and the image mask of :meth:`scores`."""
+        s = self.scores(posts, **kwargs)
+        return s.probs, s.image_used
 
     def predict_with_mask(self, posts: Sequence[Post], **kwargs) -> tuple[np.ndarray, np.ndarray]:
         """The first task's probabilities [N, C] and the image mask of :meth:`predict_tasks`."""
@@ -123,16 +154,18 @@ class Predictor:
         return self.predict_with_mask(posts, **kwargs)[0]
 
     def records(self, ids: Sequence[str | None], probs: dict[str, np.ndarray], image_used: Sequence[bool],
-                gold: Sequence[dict[str, Any]] | None = None, decimals: int | None = None) -> list[dict[str, Any]]:
+                gold: Sequence[dict[str, Any]] | None = None, decimals: int | None = None,
+                probs_raw: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
         """Prediction records (:mod:`mmpost.evaluation.predictions`) of this run's tasks."""
-        return prediction_records(ids, self.tasks, probs, image_used, gold, decimals)
+        return prediction_records(ids, self.tasks, probs, image_used, gold, decimals, probs_raw)
 
     def predict(self, posts: Sequence[Post], **kwargs) -> list[dict[str, Any]]:
         """One prediction record per post (:mod:`mmpost.evaluation.predictions`): ``{"id", "label", "probs",
         "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}`` for several; ``gold`` where
         the post carries a label for the task."""
-        probs, used = self.predict_tasks(posts, **kwargs)
-        return self.records([p.id for p in posts], probs, used, [p.labels for p in posts])
+        s = self.scores(posts, **kwargs)
+        return self.records([p.id for p in posts], s.probs, s.image_used, [p.labels for p in posts],
+                            probs_raw=s.probs_raw)
 
 
 def load(run_dir: str | Path) -> Predictor:

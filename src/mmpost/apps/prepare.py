@@ -3,9 +3,10 @@
     data = prepare(cfg.data, "sentiment")                       # one task: data.task, data.labels
     data = prepare(cfg.data, ["sentiment", "sarcasm", "emotion"])  # several: data.tasks (TaskSpec each)
 
-One pipeline for every task: load → data.require_image → data.limit → (the emoticon task: labels from the emoji
-in the texts) → validation and data.policy → posts with at least one task's label → split (data.split_method,
-stratified by the first task) → data.max_train.
+One pipeline for every task: load (data.path, data.files or an adapter) → data.require_image → data.limit → (the
+emoticon task: labels from the emoji in the texts) → validation and data.policy → posts with at least one task's
+label → split (data.splits_from, or data.split_method stratified by the first task and grouped by data.group_by)
+→ data.max_train.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING
 from mmpost.config import DataConfig, data_root, default_cache_dir, resolve
 from mmpost.data.emoji_options import EMOTICON_TASK
 from mmpost.data.manifest import ColumnMapping, load_manifest
+from mmpost.data.groups import describe_groups
 from mmpost.data.post import Post
+from mmpost.data.saved_splits import apply_saved_splits, read_splits, splits_file
 from mmpost.data.splits import assign_splits, by_split, stratified_split
 from mmpost.data.tasks import TaskSpec, configured_labels, label_names, multi_label_in
 from mmpost.data.validate import apply_policy, validate_posts
@@ -67,10 +70,26 @@ class PreparedData:
 
 
 def column_mapping(cfg: DataConfig) -> ColumnMapping:
+    """The manifest columns to read; a ``column:NAME`` of data.group_by is kept (in ``meta``) for grouping."""
     cols = cfg.columns
     kwargs = {f.name: getattr(cols, f.name) for f in dataclasses.fields(cols)}
     kwargs["image_root"] = resolve(cfg, cols.image_root) if cols.image_root else None
+    grouped = [g.split(":", 1)[1] for g in cfg.group_by if g.startswith("column:")]
+    kwargs["keep"] = list(dict.fromkeys([*cols.keep, *grouped]))
     return ColumnMapping(**kwargs)
+
+
+def split_files(cfg: DataConfig) -> list[Post]:
+    """data.files: one manifest per split, each read with data.columns; every post gets its file's split."""
+    posts: list[Post] = []
+    mapping = column_mapping(cfg)
+    for split in SPLITS:
+        if split not in cfg.files:
+            continue
+        for p in load_manifest(resolve(cfg, cfg.files[split]), mapping):  # type: ignore[arg-type]
+            p.meta["split"] = split
+            posts.append(p)
+    return posts
 
 
 def synthetic_dir(cfg: DataConfig) -> Path:
@@ -104,6 +123,9 @@ def load_source(cfg: DataConfig, path: str | None = None) -> tuple[list[Post], l
         for note in loaded.notes:
             log.info("%s: %s", cfg.source, note)
         return loaded.posts, list(loaded.notes)
+    if path is None and cfg.files:
+        listed = ", ".join(f"{k} {v}" for k, v in cfg.files.items())
+        return split_files(cfg), [f"one file per split (data.files): {listed}"]
     manifest = resolve(cfg, path or cfg.path)
     return load_manifest(manifest, column_mapping(cfg)), []  # type: ignore[arg-type]
 
@@ -215,16 +237,31 @@ def _by_task(labels: object, tasks: list[str]) -> dict[str, list[str]]:
 
 
 def _split(cfg: DataConfig, posts: list[Post], task: str, notes: list[str], *, resplit: bool) -> list[Post]:
-    """Give every post a split (data.split_method); ``resplit``: ignore the splits the posts came with."""
+    """Give every post a split: data.splits_from, else data.split_method (grouped by data.group_by);
+    ``resplit``: ignore the splits the posts came with."""
+    if cfg.splits_from:
+        source = splits_file(cfg.splits_from)
+        posts, said = apply_saved_splits(posts, read_splits(source), str(source))
+        notes += said
+        return posts
+    if cfg.files and "dev" not in cfg.files:
+        train = [p for p in posts if p.meta.get("split") == "train"]
+        for p in train:
+            p.meta.pop("split")
+        stratified_split(train, task, (0.9, 0.1), seed=cfg.split_seed, names=("train", "dev"),
+                         group_by=tuple(cfg.group_by))
+        notes.append(f"data.files has no dev file: a stratified, grouped 10% of the training file is dev "
+                     f"(seed {cfg.split_seed})")
     if resplit:
         notes.append(f"split again, stratified by {task} {list(cfg.split_fractions)} (seed {cfg.split_seed})"
                      if cfg.split_method == "stratified" else "split again by a hash of their id")
     elif not any("split" in p.meta and p.meta["split"] for p in posts):
-        how = ("stratified by label and grouped by image (seed {})".format(cfg.split_seed)
+        how = ("stratified by label and grouped (data.group_by) (seed {})".format(cfg.split_seed)
                if cfg.split_method == "stratified" else "by a hash of their id")
         notes.append(f"no split column: posts were split {list(cfg.split_fractions)} {how}")
     if cfg.split_method == "stratified":
-        return stratified_split(posts, task, tuple(cfg.split_fractions), seed=cfg.split_seed, overwrite=resplit)
+        return stratified_split(posts, task, tuple(cfg.split_fractions), seed=cfg.split_seed, overwrite=resplit,
+                                group_by=tuple(cfg.group_by))
     return assign_splits(posts, tuple(cfg.split_fractions), salt=cfg.split_salt, overwrite=resplit)
 
 
@@ -279,7 +316,12 @@ def prepare(cfg: DataConfig, tasks: str | list[str], *, labels: list[str] | dict
     first = names[0]
     resplit = emoticon is not None and (cfg.emoticon.resplit or not all(p.meta.get("split") for p in posts))
     splits = by_split(_split(cfg, posts, first, notes, resplit=resplit))
+    unknown = [name for name in splits if name not in SPLITS]
+    if unknown:
+        notes.append(f"{sum(len(splits[n]) for n in unknown):,} posts in split(s) {', '.join(map(repr, unknown))} "
+                     "were left out (mmpost trains on train, chooses on dev and scores test)")
     splits = {name: splits.get(name, []) for name in SPLITS}
+    notes.append(describe_groups([p for v in splits.values() for p in v], list(cfg.group_by), splits))
     if cfg.max_train and len(splits["train"]) > cfg.max_train:
         splits["train"] = subsample(splits["train"], first, cfg.max_train, seed=cfg.split_seed)
         notes.append(f"training posts: a stratified sample of {cfg.max_train} (data.max_train, seed {cfg.split_seed})")

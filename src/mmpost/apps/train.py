@@ -17,6 +17,8 @@ from mmpost.apps.train_report import evaluate_and_report, multi_labels
 from mmpost.apps.training_setup import TrainingSetup, setup_training
 from mmpost.atomic import atomic_write_json, atomic_write_text
 from mmpost.config import RunConfig, to_yaml
+from mmpost.data.groups import group_names
+from mmpost.data.saved_splits import SPLITS_FILE, write_splits
 from mmpost.engine.checkpoint import CheckpointWriteError, load_weights, save_weights
 from mmpost.engine.loop import FitState, TrainingInterrupted, fit
 from mmpost.engine.resume import BEST, LAST, load_training_state, save_training_state
@@ -86,6 +88,7 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
     run_dir = open_run_dir(cfg, resume)
     seed_everything(cfg.train.seed)
     data = data or prepare(cfg.data, cfg.tasks, progress=cfg.progress)
+    save_splits(run_dir, cfg, data)
     towers = towers or (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
     setup = setup_training(cfg, data, towers)
     state, rng_state = restore(run_dir, setup) if resume else (None, None)
@@ -102,6 +105,13 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
                      checkpoint_every=checkpoint_every or cfg.train.checkpoint_every, rng_state=rng_state,
                      multi_label=multi)
     return finish(run_dir, cfg, data, setup, fabric, fstep, result)
+
+
+def save_splits(run_dir: Path, cfg: RunConfig, data: PreparedData) -> None:
+    """splits.csv: which post went to which split, and the group it was kept with (``data.splits_from`` reads it)."""
+    posts = [p for split in data.splits.values() for p in split]
+    names = group_names(posts, list(cfg.data.group_by))
+    write_splits(run_dir / SPLITS_FILE, data.splits, {p.id: g for p, g in zip(posts, names)})
 
 
 def restore(run_dir: Path, setup: TrainingSetup) -> tuple[FitState, torch.Tensor | None]:

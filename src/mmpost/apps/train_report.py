@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from mmpost.apps.prepare import PreparedData
+from mmpost.apps.run_calibration import calibrated, calibration_rows, fit_calibration, reliability_figure
+from mmpost.atomic import atomic_write_json
 from mmpost.config import RunConfig
 from mmpost.data.tasks import TaskSpec
 from mmpost.engine.loop import FitState, Predictions, predict
+from mmpost.evaluation.calibration import CALIBRATION_FILE, Calibration
 from mmpost.evaluation.metrics import confusion, majority_baseline
 from mmpost.evaluation.multi_label import multi_label_metrics
 from mmpost.evaluation.plots import confusion_png
@@ -20,6 +23,7 @@ from mmpost.evaluation.task_scores import confusion_file
 from mmpost.evaluation.uncertainty import weighted_f1_ci
 
 TEST_PREDICTIONS = "test_predictions.jsonl"
+DEV_PREDICTIONS = "dev_predictions.jsonl"     # what `mmpost calibrate` chooses an operating point on
 
 
 def baseline_of(task: TaskSpec, train_labels: np.ndarray, eval_labels: np.ndarray) -> dict:
@@ -67,31 +71,50 @@ def multi_labels(data: PreparedData) -> tuple[str, ...]:
     return tuple(t.name for t in data.tasks if t.multi_label)
 
 
-def save_test_predictions(run_dir: Path, data: PreparedData, datasets, pred: Predictions) -> None:
-    """test_predictions.jsonl: one record per test post (id, label, probs, image_used, gold)."""
-    posts = data.splits["test"]
+def save_predictions(path: Path, data: PreparedData, split: str, datasets, pred: Predictions,
+                     raw: Predictions) -> None:
+    """One record per post of ``split`` (id, label, probs (calibrated), probs_raw, image_used, gold)."""
+    posts = data.splits[split]
     tasks = [Task(t.name, tuple(t.labels), t.multi_label) for t in data.tasks]
     records = prediction_records([p.id for p in posts], tasks, pred.probs,
-                                 datasets["test"].has_image.numpy().tolist(),
-                                 gold=[p.labels for p in posts], decimals=6)
-    write_predictions(run_dir / TEST_PREDICTIONS, records)
+                                 datasets[split].has_image.numpy().tolist(),
+                                 gold=[p.labels for p in posts], decimals=6, probs_raw=raw.probs)
+    write_predictions(path, records)
+
+
+def add_calibration(run_dir: Path, data: PreparedData, reports: list[TaskReport], raw: dict[str, Predictions],
+                    calibration: Calibration, eval_split: str) -> None:
+    """Every task's temperature, ECE and NLL before and after, per split, into its metrics; the reliability
+    diagram of the evaluation split."""
+    for task, report in zip(data.tasks, reports):
+        for split, pred in raw.items():
+            rows = calibration_rows(pred, calibration, task)
+            report.calibration[split] = rows
+            report.split_metrics[split].update(rows)
+        report.reliability_png = reliability_figure(run_dir, eval_split, raw[eval_split], calibration, task,
+                                                    len(data.tasks))
 
 
 def evaluate_and_report(run_dir: Path, cfg: RunConfig, data: PreparedData, datasets, loaders, fabric, fstep,
                         result: FitState) -> tuple[dict, dict]:
-    """metrics.json ({split: {task: metrics}}), report.md and the test predictions; returns (metrics,
-    {task: majority baseline})."""
-    predictions = {name: predict(fabric, fstep, loaders[name], multi_label=multi_labels(data))
-                   for name in ("dev", "test") if len(datasets[name])}
+    """calibration.json (temperatures fitted on dev), metrics.json ({split: {task: metrics}}), report.md and the
+    dev and test predictions; returns (metrics, {task: majority baseline})."""
+    raw = {name: predict(fabric, fstep, loaders[name], multi_label=multi_labels(data))
+           for name in ("dev", "test") if len(datasets[name])}
+    calibration = fit_calibration(cfg.calibration, data.tasks, raw.get("dev"))
+    atomic_write_json(run_dir / CALIBRATION_FILE, calibration.to_json())
+    predictions = {name: calibrated(pred, calibration, data.tasks) for name, pred in raw.items()}
     eval_split = "test" if "test" in predictions else "dev"
     reports = [task_report(run_dir, t, predictions, len(data.tasks)) for t in data.tasks]
+    add_calibration(run_dir, data, reports, raw, calibration, eval_split)
     for task, report in zip(data.tasks, reports):
         report.baseline = baseline_of(task, datasets["train"].task_labels[task.name].numpy(),
                                       datasets[eval_split].task_labels[task.name].numpy())
     metrics = {split: {r.task: r.split_metrics[split] for r in reports} for split in predictions}
     write_metrics(run_dir, metrics)
-    if "test" in predictions:
-        save_test_predictions(run_dir, data, datasets, predictions["test"])
+    for split, name in (("dev", DEV_PREDICTIONS), ("test", TEST_PREDICTIONS)):
+        if split in predictions:
+            save_predictions(run_dir / name, data, split, datasets, predictions[split], raw[split])
     names = data.task if len(data.tasks) == 1 else f"{len(data.tasks)} tasks"
     write_tasks_report(run_dir, title=f"{cfg.model.name} · {cfg.objectives.aux_name()} · {names}", tasks=reports,
                        notes=run_notes(cfg, data, datasets, result), history=result.history)

@@ -187,10 +187,12 @@ def train_epoch(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimize
 @dataclass
 class Predictions:
     """Per task, in loader order: probabilities [N, C] (softmax, or independent sigmoids for a multi-label task)
-    and gold labels ([N] class ids, or [N, C] 0/1 for a multi-label task; -1 where a post has none)."""
+    and gold labels ([N] class ids, or [N, C] 0/1 for a multi-label task; -1 where a post has none), and the logits
+    the probabilities came from (what calibration rescales)."""
     probs: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     losses: dict[str, float] = field(default_factory=dict)   # mean losses over the labelled batches (with_loss)
+    logits: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -206,6 +208,7 @@ def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
     generator = torch.Generator().manual_seed(EVAL_SEED)
     probs: dict[str, list[np.ndarray]] = defaultdict(list)
     labels: dict[str, list[np.ndarray]] = defaultdict(list)
+    raw: dict[str, list[np.ndarray]] = defaultdict(list)
     sums: dict[str, float] = defaultdict(float)
     n = 0
     for batch in progress_bar(loader, enabled=progress, desc=desc, unit="batch"):
@@ -216,6 +219,7 @@ def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
         for task, logits in output.task_logits.items():
             scores = logits.float().sigmoid() if task in multi_label else logits.float().softmax(-1)
             probs[task].append(scores.cpu().numpy())
+            raw[task].append(logits.float().cpu().numpy())
             labels[task].append(batch.task_labels[task].cpu().numpy())
         if losses is not None:
             for name, value in losses.as_floats().items():
@@ -223,7 +227,8 @@ def predict(fabric: Fabric, step: nn.Module, loader, *, with_loss: bool = False,
             n += len(batch)
     return Predictions(probs={t: np.concatenate(v) for t, v in probs.items()},
                        labels={t: np.concatenate(v) for t, v in labels.items()},
-                       losses={k: v / n for k, v in sums.items()} if n else {})
+                       losses={k: v / n for k, v in sums.items()} if n else {},
+                       logits={t: np.concatenate(v) for t, v in raw.items()})
 
 
 def fit(fabric: Fabric, step: nn.Module, optimizer: torch.optim.Optimizer, train_loader, dev_loader, *,

@@ -12,8 +12,10 @@ and a run with several tasks::
      "tasks": {"sentiment": {"label": "positive", "probs": {...}, "gold": "neutral"},
                "topics": {"label": ["sport"], "probs": {"sport": 0.9, "food": 0.1}}}}
 
-``probs`` maps every label name, in the run's label order, to its probability. A single-label task's
-probabilities sum to 1 and its ``label`` is the most probable one; a multi-label task's are independent
+``probs`` maps every label name, in the run's label order, to its probability, calibrated (temperature scaling
+fitted on dev; ``probs_raw``, where present, holds the model's own). A single-label task's probabilities sum to 1
+and its ``label`` is the most probable one, or, for a binary task with an operating point (``mmpost calibrate``),
+the positive label where its probability reaches the chosen threshold; a multi-label task's are independent
 (sigmoids) and its ``label`` is the list of labels at or above :data:`MULTI_LABEL_THRESHOLD`. ``gold`` (the
 label the data gives the post) is there only where it is known. ``image_used`` is False where the post had no
 usable image and the learned "no image" vector stood in.
@@ -42,6 +44,15 @@ class Task:
     name: str
     labels: tuple[str, ...]
     multi_label: bool = False
+    positive: str | None = None         # a binary task's operating point: predict ``positive`` where its
+    threshold: float | None = None      # probability is at least ``threshold`` (else the other label)
+
+    def with_threshold(self, positive: str, threshold: float) -> Task:
+        """This task deciding by an operating point; only a single-label task with two labels has one."""
+        if self.multi_label or len(self.labels) != 2 or positive not in self.labels:
+            raise ValueError(f"task {self.name}: an operating point needs a single-label task with two labels and "
+                             f"one of them as the positive label; labels {list(self.labels)}, positive {positive!r}")
+        return Task(self.name, self.labels, self.multi_label, positive, float(threshold))
 
 
 # --------------------------------------------------------------------------------------------- labels.json
@@ -107,18 +118,25 @@ def predicted_label(task: Task, probs: Sequence[float]) -> str | list[str]:
         raise ValueError(f"task {task.name}: {len(probs)} probabilities for {len(task.labels)} labels")
     if task.multi_label:
         return [name for name, p in zip(task.labels, probs) if p >= MULTI_LABEL_THRESHOLD]
+    if task.threshold is not None and task.positive is not None:
+        pos = task.labels.index(task.positive)
+        return task.labels[pos] if probs[pos] >= task.threshold else task.labels[1 - pos]
     best = max(range(len(probs)), key=lambda k: probs[k])       # the first of equals, as numpy's argmax
     return task.labels[best]
 
 
+def _named(task: Task, probs: Sequence[float], decimals: int | None) -> dict[str, float]:
+    return {name: (round(float(p), decimals) if decimals is not None else float(p)) for name, p in zip(task.labels, probs)}
+
+
 def task_prediction(task: Task, probs: Sequence[float], gold: Any = None,
-                    decimals: int | None = None) -> dict[str, Any]:
-    """``{"label", "probs", "gold"}`` of one task for one post; ``gold`` is left out when None."""
+                    decimals: int | None = None, probs_raw: Sequence[float] | None = None) -> dict[str, Any]:
+    """``{"label", "probs", "probs_raw"?, "gold"?}`` of one task for one post; ``gold`` is left out when None,
+    ``probs_raw`` (before calibration) when not given."""
     values = [float(p) for p in probs]
-    out: dict[str, Any] = {
-        "label": predicted_label(task, values),
-        "probs": {name: (round(p, decimals) if decimals is not None else p) for name, p in zip(task.labels, values)},
-    }
+    out: dict[str, Any] = {"label": predicted_label(task, values), "probs": _named(task, values, decimals)}
+    if probs_raw is not None:
+        out["probs_raw"] = _named(task, probs_raw, decimals)
     if gold is not None:
         out["gold"] = list(gold) if isinstance(gold, (list, tuple)) else gold
     return out
@@ -126,19 +144,25 @@ def task_prediction(task: Task, probs: Sequence[float], gold: Any = None,
 
 def prediction_record(post_id: str | None, tasks: Sequence[Task], probs: Mapping[str, Sequence[float]],
                       image_used: bool, gold: Mapping[str, Any] | None = None,
-                      decimals: int | None = None) -> dict[str, Any]:
-    """One post's prediction. ``probs`` and ``gold`` are keyed by task name; a task missing from ``gold`` (or
-    None there) has no gold. One task: the flat record; several: the ``tasks`` record (see the module)."""
+                      decimals: int | None = None,
+                      probs_raw: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
+    """One post's prediction. ``probs``, ``probs_raw`` and ``gold`` are keyed by task name; a task missing from
+    ``gold`` (or None there) has no gold. One task: the flat record; several: the ``tasks`` record (see the
+    module)."""
     if not tasks:
         raise ValueError("a prediction needs at least one task")
     missing = [t.name for t in tasks if t.name not in probs]
     if missing:
         raise ValueError(f"post {post_id}: no probabilities for task(s) {', '.join(missing)}")
     gold = gold or {}
-    parts = {t.name: task_prediction(t, probs[t.name], gold.get(t.name), decimals) for t in tasks}
+    parts = {t.name: task_prediction(t, probs[t.name], gold.get(t.name), decimals,
+                                     probs_raw[t.name] if probs_raw is not None else None) for t in tasks}
     if len(tasks) == 1:
         only = parts[tasks[0].name]
-        record = {"id": post_id, "label": only["label"], "probs": only["probs"], "image_used": bool(image_used)}
+        record = {"id": post_id, "label": only["label"], "probs": only["probs"]}
+        if "probs_raw" in only:
+            record["probs_raw"] = only["probs_raw"]
+        record["image_used"] = bool(image_used)
         if "gold" in only:
             record["gold"] = only["gold"]
         return record
@@ -147,16 +171,19 @@ def prediction_record(post_id: str | None, tasks: Sequence[Task], probs: Mapping
 
 def prediction_records(ids: Sequence[str | None], tasks: Sequence[Task], probs: Mapping[str, Any],
                        image_used: Sequence[bool], gold: Sequence[Mapping[str, Any]] | None = None,
-                       decimals: int | None = None) -> list[dict[str, Any]]:
-    """One record per post, in order: ``probs[task]`` is an [N, C] array (or list of rows) per task,
-    ``gold`` one ``{task: gold label}`` per post (a post's ``Post.labels``), or None when none is known."""
+                       decimals: int | None = None,
+                       probs_raw: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One record per post, in order: ``probs[task]`` (and ``probs_raw[task]``) is an [N, C] array (or list of
+    rows) per task, ``gold`` one ``{task: gold label}`` per post (a post's ``Post.labels``), or None when none is
+    known."""
     n = len(ids)
     sizes = {t.name: len(probs[t.name]) for t in tasks if t.name in probs}
     if any(size != n for size in sizes.values()) or len(image_used) != n or (gold is not None and len(gold) != n):
         raise ValueError(f"{n} post ids, but rows per task {sizes}, {len(image_used)} image flags"
                          + (f", {len(gold)} gold labels" if gold is not None else ""))
     return [prediction_record(post_id, tasks, {name: rows[i] for name, rows in probs.items()}, image_used[i],
-                              gold[i] if gold is not None else None, decimals)
+                              gold[i] if gold is not None else None, decimals,
+                              {name: rows[i] for name, rows in probs_raw.items()} if probs_raw is not None else None)
             for i, post_id in enumerate(ids)]
 
 
@@ -166,7 +193,7 @@ def record_tasks(record: Mapping[str, Any], tasks: Sequence[Task]) -> dict[str, 
         return dict(record["tasks"])
     if len(tasks) != 1:
         raise ValueError(f"post {record.get('id')}: a one-task record, but the run has {len(tasks)} tasks")
-    return {tasks[0].name: {k: record[k] for k in ("label", "probs", "gold") if k in record}}
+    return {tasks[0].name: {k: record[k] for k in ("label", "probs", "probs_raw", "gold") if k in record}}
 
 
 # ------------------------------------------------------------------------------------------------ JSON lines

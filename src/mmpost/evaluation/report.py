@@ -52,6 +52,8 @@ class TaskReport:
     confusions: dict[str, list[list[int]]] = field(default_factory=dict)
     baseline: dict[str, float] | None = None
     multi_label: bool = False
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)   # split -> temperature, ece, nll...
+    reliability_png: str | None = None                                        # the reliability diagram's file
 
 
 SCALE_NOTE = ("\nMCC ranges from -1 to 1 (0 = chance); the others from 0 to 1. The interval is a 95% percentile "
@@ -59,6 +61,27 @@ SCALE_NOTE = ("\nMCC ranges from -1 to 1 (0 = chance); the others from 0 to 1. T
 MULTI_LABEL_NOTE = ("A post may carry several labels of this task: each label at probability 0.5 or more is "
                     "predicted; accuracy counts posts whose whole label set is right, MCC is over every "
                     "(post, label) decision.\n")
+
+
+CALIBRATION_NOTE = ("Probabilities are calibrated by temperature scaling fitted on dev (logits / T); ECE is the "
+                    "top-label expected calibration error over 15 equal-width confidence bins (0 = the confidence "
+                    "matches the accuracy), NLL the mean negative log-likelihood of the gold label. Lower is better; "
+                    "the decisions and the metrics above do not change.\n")
+
+
+def calibration_table(rows: dict[str, dict[str, float]]) -> str:
+    head = "| | temperature | ECE before | ECE after | NLL before | NLL after |\n|---|---:|---:|---:|---:|---:|\n"
+    return head + "".join(f"| {split} | {m['temperature']:.3f} | {fmt(m['ece_raw'])} | {fmt(m['ece'])} | "
+                          f"{fmt(m['nll_raw'])} | {fmt(m['nll'])} |\n" for split, m in rows.items())
+
+
+def calibration_parts(run_dir: Path, t: TaskReport, level: str) -> list[str]:
+    if not t.calibration:
+        return []
+    parts = [f"\n{level} Calibration\n", calibration_table(t.calibration), "\n" + CALIBRATION_NOTE]
+    if t.reliability_png and (run_dir / t.reliability_png).exists():
+        parts += [f"\n![reliability diagram]({t.reliability_png})\n"]
+    return parts
 
 
 def task_parts(run_dir: Path, t: TaskReport, level: str, n_tasks: int) -> list[str]:
@@ -70,6 +93,7 @@ def task_parts(run_dir: Path, t: TaskReport, level: str, n_tasks: int) -> list[s
     parts += [f"{level} Metrics\n", metrics_table(rows), SCALE_NOTE]
     if t.multi_label:
         parts += ["\n" + MULTI_LABEL_NOTE]
+    parts += calibration_parts(run_dir, t, level)
     for split, rows_ in t.per_class_rows.items():
         parts += [f"\n{level} Per class · {split}\n", per_class_table(rows_)]
         if split in t.confusions:

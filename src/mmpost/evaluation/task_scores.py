@@ -41,11 +41,35 @@ def score_task(task: Task, posts: Sequence[Post], probs: np.ndarray, *, interval
         return TaskScore(task, multi_label_metrics(y[known], pred[known]),
                          multi_label_per_class(y[known], pred[known], labels), None, y, pred)
     y = label_ids(posts, task.name, labels)
-    pred = np.asarray(probs).argmax(1) if len(probs) else np.zeros(0, dtype=np.int64)
+    pred = decided(task, np.asarray(probs))
     metrics = classification_metrics(y, pred, len(labels))
     if interval:
         metrics["weighted_f1_ci95"] = list(weighted_f1_ci(y, pred, len(labels)))
     return TaskScore(task, metrics, per_class(y, pred, labels), confusion(y, pred, len(labels)), y, pred)
+
+
+def decided(task: Task, probs: np.ndarray) -> np.ndarray:
+    """[N] label ids: the most probable label, or a binary task's operating point (positive at the threshold)."""
+    if not len(probs):
+        return np.zeros(0, dtype=np.int64)
+    if task.threshold is not None and task.positive is not None:
+        pos = task.labels.index(task.positive)
+        return np.where(probs[:, pos] >= task.threshold, pos, 1 - pos)
+    return probs.argmax(1)
+
+
+def calibration_scores(task: Task, posts: Sequence[Post], probs: np.ndarray,
+                       probs_raw: np.ndarray) -> dict[str, float]:
+    """ECE and NLL of the calibrated and the raw probabilities against the posts' gold labels."""
+    from mmpost.evaluation.calibration import ece, nll
+    if task.multi_label:
+        y, known = gold_matrix(posts, task.name, list(task.labels))
+        y = np.where(known[:, None], y, -1)
+    else:
+        y = label_ids(posts, task.name, list(task.labels))
+    kw = {"multi_label": task.multi_label}
+    return {"ece_raw": ece(probs_raw, y, **kw), "ece": ece(probs, y, **kw),
+            "nll_raw": nll(probs_raw, y, **kw), "nll": nll(probs, y, **kw)}
 
 
 def confusion_file(split: str, task: str, n_tasks: int) -> str:

@@ -26,10 +26,12 @@ class BatchIn(BaseModel):
                                             "whole batch, and the message names it (`posts[3].image: ...`).")
 
 
-LABEL_DESCRIPTION = ("The most probable label; for a multi-label task, the list of labels with probability "
-                     "0.5 or more.")
-PROBS_DESCRIPTION = ("Probability of every label, in the run's label order (a multi-label task's are independent "
-                     "and need not sum to 1).")
+LABEL_DESCRIPTION = ("The most probable label; for a binary task with an operating point (`mmpost calibrate`), the "
+                     "positive label where its probability reaches the threshold; for a multi-label task, the list "
+                     "of labels with probability 0.5 or more.")
+PROBS_DESCRIPTION = ("Calibrated probability of every label, in the run's label order (temperature scaling "
+                     "fitted on dev; a multi-label task's are independent and need not sum to 1).")
+PROBS_RAW_DESCRIPTION = "The model's own probabilities before calibration, in the same order."
 IMAGE_USED_DESCRIPTION = "False when the post had no image (the learned \"no image\" vector stood in)."
 
 
@@ -39,12 +41,14 @@ class PredictionOut(BaseModel):
     id: str | None = Field(description="The post's id as given (a batch post without one: its position).")
     label: str | list[str] = Field(description=LABEL_DESCRIPTION)
     probs: dict[str, float] = Field(description=PROBS_DESCRIPTION)
+    probs_raw: dict[str, float] | None = Field(default=None, description=PROBS_RAW_DESCRIPTION)
     image_used: bool = Field(description=IMAGE_USED_DESCRIPTION)
 
 
 class TaskPredictionOut(BaseModel):
     label: str | list[str] = Field(description=LABEL_DESCRIPTION)
     probs: dict[str, float] = Field(description=PROBS_DESCRIPTION)
+    probs_raw: dict[str, float] | None = Field(default=None, description=PROBS_RAW_DESCRIPTION)
 
 
 class TasksPredictionOut(BaseModel):

@@ -59,10 +59,10 @@ class PredictionService:
             ready = [Post(id=str(i), text=p.text, images=self._image_file(p, Path(tmp) / f"{i}.img"))
                      for i, p in enumerate(posts)]
             with self._model_lock:
-                probs, used = self.predictor.predict_tasks(ready, batch_size=max(1, len(ready)),
-                                                           cache_dir=Path(tmp) / "features")
+                scores = self.predictor.scores(ready, batch_size=max(1, len(ready)),
+                                               cache_dir=Path(tmp) / "features")
         ids = [p.id if p.id is not None or not p.field else str(i) for i, p in enumerate(posts)]
-        return self.predictor.records(ids, probs, used)
+        return self.predictor.records(ids, scores.probs, scores.image_used, probs_raw=scores.probs_raw)
 
     def _image_file(self, post: PostInput, path: Path) -> list[str]:
         """Write the post's image and check that it decodes within the limits; [] for a post without one."""
