@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from mmpost.config import DataConfig, data_root, default_cache_dir, resolve
 from mmpost.data.emoji_options import EMOTICON_TASK
-from mmpost.data.manifest import ColumnMapping, load_manifest
 from mmpost.data.groups import describe_groups
+from mmpost.data.manifest import ColumnMapping, load_manifest
 from mmpost.data.post import Post
 from mmpost.data.saved_splits import apply_saved_splits, read_splits, splits_file
 from mmpost.data.splits import assign_splits, by_split, stratified_split

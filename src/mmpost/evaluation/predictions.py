@@ -126,7 +126,8 @@ def predicted_label(task: Task, probs: Sequence[float]) -> str | list[str]:
 
 
 def _named(task: Task, probs: Sequence[float], decimals: int | None) -> dict[str, float]:
-    return {name: (round(float(p), decimals) if decimals is not None else float(p)) for name, p in zip(task.labels, probs)}
+    return {name: (round(float(p), decimals) if decimals is not None else float(p))
+            for name, p in zip(task.labels, probs)}
 
 
 def task_prediction(task: Task, probs: Sequence[float], gold: Any = None,
