@@ -1,3 +1,4 @@
+import os
 import random
 from collections import Counter
 
@@ -234,3 +235,135 @@ def test_kfold_without_dev_and_bad_requests():
     with pytest.raises(ValueError, match="at least 5 groups.*got 3"):
         kfold_splits(shared, "y", k=5)
     assert len(kfold_splits(shared, "y", k=5, group_by_image=False)) == 5
+
+
+# ------------------------------------------------------------------------------------------ other group keys
+
+
+def event_posts(n=400, n_events=30, seed=0):
+    """``n`` posts with 3 imbalanced classes and an ``event`` each (events of very different sizes), some
+    without one; every post has an image of its own."""
+    rnd = random.Random(seed)
+    posts = []
+    for i in range(n):
+        label = rnd.choices(["a", "b", "c"], weights=[60, 30, 10])[0]
+        meta = {} if i % 13 == 0 else {"event": f"ev{int(rnd.paretovariate(1.2)) % n_events}"}
+        posts.append(Post(id=f"e{i:04d}", text=f"text {i}", images=[f"imgs/{i}.jpg"], labels={"y": label},
+                          meta=meta))
+    return posts
+
+
+def straddling(keys, part_of):
+    """The keys whose posts are in more than one part; ``keys`` maps a post index to its keys."""
+    where = {}
+    for i, ks in keys.items():
+        for k in ks:
+            where.setdefault(k, set()).add(part_of[i])
+    return {k for k, parts in where.items() if len(parts) > 1}
+
+
+def fold_parts(fold):
+    return {i: name for name, idx in fold.items() for i in idx}
+
+
+def test_column_grouping_keeps_every_event_in_one_split_and_one_part_of_each_fold():
+    posts = event_posts()
+    events = {i: [p.meta["event"]] for i, p in enumerate(posts) if p.meta.get("event")}
+    assert max(Counter(e for (e,) in events.values()).values()) > 20   # big events: the test means it
+    stratified_split(posts, "y", seed=1, group_by=["column:event"])
+    assert not straddling(events, {i: p.meta["split"] for i, p in enumerate(posts)})
+    assert set(Counter(p.meta["split"] for p in posts)) == {"train", "dev", "test"}
+    folds = kfold_splits(posts, "y", k=4, seed=1, group_by=["column:event"], dev_fraction=0.15)
+    for f in folds:
+        assert f["dev"] and f["test"]
+        assert not straddling(events, fold_parts(f))
+    # without the column the events straddle
+    stratified_split(posts, "y", seed=1, group_by=(), overwrite=True)
+    assert straddling(events, {i: p.meta["split"] for i, p in enumerate(posts)})
+
+
+def test_column_and_image_grouping_is_order_independent():
+    def splits(ps):
+        return {p.id: p.meta["split"] for p in stratified_split(ps, "y", seed=2, group_by=("column:event", "image"))}
+
+    first = splits(event_posts())
+    shuffled = event_posts()
+    random.Random(3).shuffle(shuffled)
+    assert splits(shuffled) == first
+    posts = event_posts()
+    ids = _kfold_ids(posts, kfold_splits(posts, "y", k=3, seed=2, group_by=["column:event", "text"]))
+    random.Random(5).shuffle(posts)
+    assert _kfold_ids(posts, kfold_splits(posts, "y", k=3, seed=2, group_by=["column:event", "text"])) == ids
+
+
+def test_plain_image_grouping_gives_the_same_splits_by_either_argument():
+    def splits(**kw):
+        return {p.id: p.meta["split"] for p in stratified_split(make_posts(), "y", seed=4, **kw)}
+
+    assert splits() == splits(group_by=["image"]) == splits(group_by_image=True) == splits(group_by="image")
+    assert splits(group_by=[]) == splits(group_by_image=False) != splits()
+    posts = make_posts()
+    assert kfold_splits(posts, "y", k=3, seed=4) == kfold_splits(posts, "y", k=3, seed=4, group_by=("image",))
+    with pytest.raises(ValueError, match="not both"):
+        stratified_split(posts, "y", group_by=["image"], group_by_image=True)
+    with pytest.raises(ValueError, match="not both"):
+        kfold_splits(posts, "y", group_by=[], group_by_image=False)
+    with pytest.raises(ValueError, match="data.group_by.*'imgae'"):
+        stratified_split(posts, "y", group_by=["imgae"])
+    with pytest.raises(ValueError, match="at least 5 groups \\(posts grouped by column:c\\), got 2"):
+        kfold_splits([Post(id=str(i), text="", labels={"y": "a"}, meta={"c": str(i % 2)}) for i in range(20)],
+                     "y", k=5, group_by=["column:c"])
+
+
+def test_a_chain_of_shared_keys_is_one_group_in_splits_and_folds():
+    posts = event_posts(n=200)
+    a, b, c = posts[0], posts[1], posts[2]
+    a.images, b.images = ["imgs/hoax.jpg"], ["imgs/hoax.jpg"]      # A and B share an image
+    a.meta.pop("event", None)
+    b.meta["event"] = c.meta["event"] = "chain-event"            # B and C share an event
+    for p in posts[3:]:
+        if p.meta.get("event") == "chain-event":
+            p.meta["event"] = "other"
+    by = ["image", "column:event"]
+    for seed in range(6):
+        stratified_split(posts, "y", seed=seed, group_by=by, overwrite=True)
+        assert a.meta["split"] == b.meta["split"] == c.meta["split"]
+        for f in kfold_splits(posts, "y", k=5, seed=seed, group_by=by):
+            part = fold_parts(f)
+            assert part[0] == part[1] == part[2]
+    # grouped by either key alone, the chain breaks somewhere for some seed
+    broken = False
+    for seed in range(6):
+        for one in (["image"], ["column:event"]):
+            stratified_split(posts, "y", seed=seed, group_by=one, overwrite=True)
+            broken |= len({a.meta["split"], b.meta["split"], c.meta["split"]}) > 1
+    assert broken
+
+
+def test_posts_sharing_a_missing_image_never_straddle(tmp_path):
+    """The user report: image files missing, images masked by data.policy text-only, posts still grouped."""
+    from mmpost.data.manifest import ColumnMapping, load_manifest
+    from mmpost.data.validate import apply_policy, validate_posts
+
+    rnd = random.Random(0)
+    rows, image_of = ["id,text,image,label"], {}
+    for i in range(300):
+        image_of[f"p{i}"] = f"hoax{int(rnd.paretovariate(1.0)) % 40}.jpg"
+        rows.append(f"p{i},post number {i},{image_of[f'p{i}']},{rnd.choice(['fake', 'fake', 'real'])}")
+    (tmp_path / "posts.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "imgs").mkdir()                                # the folder exists, the files do not
+    mapping = ColumnMapping(image="image", image_root=str(tmp_path / "imgs"), labels={"y": "label"})
+    loaded = load_manifest(tmp_path / "posts.csv", mapping)
+    report = validate_posts(loaded, {"y": ["fake", "real"]})
+    posts, counts = apply_policy(loaded, report, "text-only")
+    assert counts["image_masked"] == 300 and all(p.images == [] and p.meta["image_masked"] for p in posts)
+    assert all(p.meta["image_key"] == os.path.join(str(tmp_path / "imgs"), image_of[p.id]) for p in posts)
+    names = {i: [p.meta["image_key"]] for i, p in enumerate(posts)}
+    assert max(Counter(k for (k,) in names.values()).values()) > 30   # one hoax shared by many posts
+
+    stratified_split(posts, "y", seed=0)                          # image grouping is the default
+    assert not straddling(names, {i: p.meta["split"] for i, p in enumerate(posts)})
+    for f in kfold_splits(posts, "y", k=5, seed=0):
+        assert not straddling(names, fold_parts(f))
+    stratified_split(posts, "y", seed=0, group_by=[], overwrite=True)   # the test means it
+    assert straddling(names, {i: p.meta["split"] for i, p in enumerate(posts)})

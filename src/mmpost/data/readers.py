@@ -22,6 +22,7 @@ import sys
 from typing import Any, Iterable, Iterator
 
 from .columns import FORMATS, REFUSED_IMAGES, SPLIT_ALIASES, ColumnMapping, ManifestError
+from .groups import IMAGE_KEY
 from .label_cells import read_labels
 from .post import Post
 
@@ -251,6 +252,18 @@ class _RowReader:
             out.append(n)
         return out
 
+    def image_key(self, images: list[str], refused: list[dict[str, str]]) -> str | None:
+        """The row's image key for grouping (``meta["image_key"]``), kept even when the file turns out missing
+        and validation masks the image: the first image path, normalised unless it is a URL (what splits have
+        always grouped by), else the first refused name joined to the root; ``None`` for an empty cell."""
+        if images:
+            name = images[0]
+        elif refused:
+            name = os.path.join(self.root, refused[0]["name"]) if self.root else refused[0]["name"]
+        else:
+            return None
+        return name if "://" in name else os.path.normpath(name)
+
     def post(self, get, row: int) -> Post:
         """``get(column)`` returns the raw value or None when the row lacks it."""
         m = self.m
@@ -274,6 +287,9 @@ class _RowReader:
             meta[col] = self._str(get(col), col)
         if refused:
             meta[REFUSED_IMAGES] = refused
+        key = self.image_key(images, refused)
+        if key is not None:
+            meta[IMAGE_KEY] = key
         return Post(id=pid, text=text, images=images, labels=labels, meta=meta)
 
     def report_repairs(self) -> None:

@@ -6,20 +6,24 @@ Two kinds:
   salt, never on the order or number of posts, so adding posts later does not move existing ones, and the same
   id always lands in the same split. Label proportions are kept only on average.
 * :func:`stratified_split` / :func:`kfold_splits`: each split (or fold) keeps the label distribution of one
-  task, and posts that share an image never straddle two splits (no leakage of an image from train into test).
-  The result depends on the seed and on the set of posts (it is computed from posts sorted by id, so not on
-  their order), but adding posts may move others. Built on scikit-learn's ``StratifiedKFold`` /
-  ``StratifiedGroupKFold``: the posts are cut into equal folds and whole folds are given to each split.
+  task, and a group of posts never straddles two splits, nor two parts (train / dev / test) of a fold: no
+  leakage of an image, a near-duplicate text or an event from train into test. ``group_by`` says what makes a
+  group (:mod:`mmpost.data.groups`): ``image`` (the default; the image key survives a missing file and a masked
+  image), ``text`` (near-duplicate texts), ``column:NAME`` (a field such as an event, a user or a claim), any
+  mix of them (posts sharing any key are one group, transitively), or nothing. The result depends on the seed
+  and on the set of posts (it is computed from posts sorted by id, so not on their order), but adding posts may
+  move others. Built on scikit-learn's ``StratifiedKFold`` / ``StratifiedGroupKFold``: the posts are cut into
+  equal folds and whole folds are given to each split.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .groups import check_group_by, components, group_keys
 from .post import Post
 
 __all__ = ["SPLIT_NAMES", "hash_split", "assign_splits", "by_split", "stratified_split", "kfold_splits"]
@@ -147,30 +151,34 @@ def _fold_of(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> np.n
     return fold
 
 
-def _image_key(p: Post) -> str | None:
-    if not p.images:
-        return None
-    name = str(p.images[0])
-    return name if "://" in name else os.path.normpath(name)
+def _resolve_group_by(group_by: str | Sequence[str] | None, group_by_image: bool | None) -> tuple[str, ...]:
+    """The checked ``group_by`` entries; the older ``group_by_image`` flag means ``("image",)`` or ``()``."""
+    if group_by is not None and group_by_image is not None:
+        raise ValueError("give group_by or the older group_by_image, not both (group_by_image=True is "
+                         "group_by=('image',), False is group_by=())")
+    if group_by is None:
+        return ("image",) if group_by_image is None or group_by_image else ()
+    return check_group_by(group_by)
 
 
 class _Prepared:
     """Posts sorted by id (so the order of the input does not matter), with strata and groups as integers."""
 
-    def __init__(self, posts: list[Post], task: str, group_by_image: bool):
+    def __init__(self, posts: list[Post], task: str, group_by: tuple[str, ...]):
         if not any(task in p.labels for p in posts):
             known = sorted({t for p in posts for t in p.labels})
             raise ValueError(f"no post has a label for task {task!r}; tasks with labels: {known or '(none)'}")
         self.order = sorted(range(len(posts)), key=lambda i: (posts[i].id, posts[i].text,
                                                               tuple(posts[i].images), i))
         strata: dict[str | None, int] = {}
-        groups: dict[str, int] = {}
-        y, g = [], []
-        for pos, i in enumerate(self.order):
-            p = posts[i]
-            y.append(strata.setdefault(p.labels.get(task), len(strata)))  # no label → a stratum of its own
-            key = _image_key(p) if group_by_image else None
-            g.append(groups.setdefault(key, len(groups)) if key is not None else -1 - pos)
+        y = [strata.setdefault(posts[i].labels.get(task), len(strata))  # no label → a stratum of its own
+             for i in self.order]
+        keys = group_keys([posts[i] for i in self.order], group_by)
+        comp = components(keys)
+        # a post without a key: a negative group of its own. Keyed groups keep the order of their first post, so
+        # plain image grouping numbers groups in the same order as before the other kinds of key existed, and
+        # scikit-learn (which orders groups by number) gives the same folds
+        g = [int(c) if ks else -1 - pos for pos, (c, ks) in enumerate(zip(comp.tolist(), keys))]
         self.y = np.asarray(y, dtype=np.int64)
         self.groups = np.asarray(g, dtype=np.int64)
         self.group_key = {i: int(self.groups[pos]) for pos, i in enumerate(self.order)}
@@ -186,28 +194,34 @@ class _Prepared:
 
 
 def stratified_split(posts: Iterable[Post], task: str, fractions: Sequence[float] = (0.8, 0.1, 0.1), *,
-                     seed: int = 0, group_by_image: bool = True, names: Sequence[str] = SPLIT_NAMES,
+                     seed: int = 0, group_by: str | Sequence[str] | None = None,
+                     group_by_image: bool | None = None, names: Sequence[str] = SPLIT_NAMES,
                      overwrite: bool = False) -> list[Post]:
     """Set ``meta["split"]`` so that every split keeps the label distribution of ``task``.
 
-    Posts without a label for ``task`` form a stratum of their own and are spread the same way. With
-    ``group_by_image``, posts that share their first image path are one group and always land in the same
-    split (files with equal content under different names are not detected). The posts, sorted by id, are cut
-    into equal stratified folds (10 for 0.8/0.1/0.1; up to 100 for fractions that need it) and each split gets
-    whole folds, so the sizes follow the fractions up to a fold and up to the size of the groups.
+    Posts without a label for ``task`` form a stratum of their own and are spread the same way. Posts of one
+    group always land in the same split. ``group_by`` (``None`` → ``("image",)``; ``()`` → no grouping) lists
+    what makes a group (see :mod:`mmpost.data.groups`): ``image`` groups posts by image key (the image name
+    as the data gives it, also when the file is missing or the image masked; files with equal content under
+    different names are not detected), ``text`` by near-duplicate text, ``column:NAME`` by ``meta[NAME]``.
+    ``group_by_image`` is the older flag (True → ``("image",)``, False → ``()``); giving both is an error.
+    The posts, sorted by id, are cut into equal stratified folds (10 for 0.8/0.1/0.1; up to 100 for fractions
+    that need it) and each split gets whole folds, so the sizes follow the fractions up to a fold and up to the
+    size of the groups.
 
-    Without ``overwrite`` only posts without a split are assigned: a post whose image group already has a
-    split joins that split, the others are split stratified among themselves. The result depends only on the
-    seed and the set of posts, not on their order. Small data: a class with fewer posts than folds is spread
-    as far as it goes (so a rare class may be missing from dev or test), and with fewer groups than folds some
-    splits stay empty. Raises ValueError for bad fractions or when no post has a label for ``task``.
-    Posts are updated in place; the same posts are returned as a list.
+    Without ``overwrite`` only posts without a split are assigned: a post whose group already has a split joins
+    that split (where the group already straddles splits, the split of its first post by id), the others are
+    split stratified among themselves. The result depends only on the seed and the set of posts, not on their
+    order. Small data: a class with fewer posts than folds is spread as far as it goes (so a rare class may be
+    missing from dev or test), and with fewer groups than folds some splits stay empty. Raises ValueError for
+    bad fractions, a bad ``group_by``, or when no post has a label for ``task``. Posts are updated in place;
+    the same posts are returned as a list.
     """
     fr = _check(fractions, names)
     posts = list(posts)
     if not posts:
         return posts
-    prep = _Prepared(posts, task, group_by_image)
+    prep = _Prepared(posts, task, _resolve_group_by(group_by, group_by_image))
     todo: list[int] = []  # sorted positions still to assign
     if overwrite:
         todo = list(range(len(posts)))
@@ -232,17 +246,19 @@ def stratified_split(posts: Iterable[Post], task: str, fractions: Sequence[float
     return posts
 
 
-def kfold_splits(posts: Iterable[Post], task: str, k: int = 5, *, seed: int = 0, group_by_image: bool = True,
+def kfold_splits(posts: Iterable[Post], task: str, k: int = 5, *, seed: int = 0,
+                 group_by: str | Sequence[str] | None = None, group_by_image: bool | None = None,
                  dev_fraction: float = 0.1) -> list[dict[str, list[int]]]:
     """``k`` folds for benchmarks: ``[{"train": [...], "dev": [...], "test": [...]}, ...]`` of indices into
     ``posts`` (each list ascending).
 
     The ``test`` parts of the folds partition all posts and are stratified by ``task`` (posts without a label
     form a stratum of their own); ``dev`` is ``dev_fraction`` of each fold's non-test posts (stratified and
-    grouped the same way; ``0`` → empty dev), ``train`` the rest. With ``group_by_image`` posts that share
-    their first image path are never in two parts of a fold. Deterministic for a seed and independent of the
-    order of ``posts`` (the same posts by id end up in the same parts). Raises ValueError for ``k < 2``, a
-    ``dev_fraction`` outside [0, 1), fewer than ``k`` groups, or when no post has a label for ``task``.
+    grouped the same way; ``0`` → empty dev), ``train`` the rest. Posts of one group (``group_by`` and
+    ``group_by_image`` as for :func:`stratified_split`) are never in two parts of a fold. Deterministic for a
+    seed and independent of the order of ``posts`` (the same posts by id end up in the same parts). Raises
+    ValueError for ``k < 2``, a ``dev_fraction`` outside [0, 1), a bad ``group_by``, fewer than ``k`` groups,
+    or when no post has a label for ``task``.
     """
     posts = list(posts)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
@@ -252,10 +268,11 @@ def kfold_splits(posts: Iterable[Post], task: str, k: int = 5, *, seed: int = 0,
         raise ValueError(f"dev_fraction must be in [0, 1), got {dev_fraction!r}")
     if not posts:
         raise ValueError("kfold_splits needs posts, got none")
-    prep = _Prepared(posts, task, group_by_image)
+    entries = _resolve_group_by(group_by, group_by_image)
+    prep = _Prepared(posts, task, entries)
     n_groups = len(np.unique(prep.groups))
     if n_groups < k:
-        what = "groups (posts, or posts sharing an image)" if group_by_image else "posts"
+        what = f"groups (posts grouped by {', '.join(entries)})" if entries else "posts"
         raise ValueError(f"k={k} folds need at least {k} {what}, got {n_groups}")
     fold = _fold_of(prep.y, prep.groups, int(k), seed)
     order = np.asarray(prep.order, dtype=np.int64)

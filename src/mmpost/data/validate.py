@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 from mmpost.progress import bar as progress_bar
 
+from .groups import IMAGE_KEY
 from .images import check_image
 from .manifest import REFUSED_IMAGES
 from .post import Post
@@ -308,9 +309,11 @@ def apply_policy(posts: Sequence[Post], report: ValidationReport,
 
     ``stop``: raise :class:`DataValidationError` unless the report is clean. ``skip``: drop every post with an
     issue (for duplicate ids the later occurrences; the first stays). ``text-only``: posts whose only issues
-    are image issues keep their text with ``images=[]`` and ``meta["image_masked"] = True``; other bad posts
-    are dropped. Returns the posts and counts ``{"kept": unchanged, "image_masked": n, "skipped": n}``.
-    Input posts are not modified (masked posts are copies).
+    are image issues keep their text with ``images=[]`` and ``meta["image_masked"] = True`` (and keep their
+    image key, ``meta["image_key"]``, set from the first image where absent, so that splits grouped by image
+    still keep them with the posts that share the image); other bad posts are dropped. Returns the posts and
+    counts ``{"kept": unchanged, "image_masked": n, "skipped": n}``. Input posts are not modified (masked posts
+    are copies).
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -341,6 +344,8 @@ def apply_policy(posts: Sequence[Post], report: ValidationReport,
         elif policy == "text-only" and kinds <= IMAGE_KINDS:
             meta = dict(p.meta)
             meta["image_masked"] = True
+            if IMAGE_KEY not in meta and p.images:
+                meta[IMAGE_KEY] = str(p.images[0])
             out.append(replace(p, images=[], meta=meta, labels=dict(p.labels)))
             counts["image_masked"] += 1
         else:

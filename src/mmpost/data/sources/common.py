@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from mmpost.data.groups import IMAGE_KEY
 from mmpost.data.manifest import ManifestError
 from mmpost.data.post import Post
 
@@ -146,10 +147,15 @@ def image_folder(source: DatasetSource, data_root: Path, image_root: Path | str 
 
 def attach_images(posts: Sequence[Post], folder: Path | None, file_name: Callable[[Post], str]) -> str:
     """Set ``images`` of each post to ``[folder / file_name(post)]`` when that file exists, else ``[]``;
-    return the note that says how many posts have one. The folder is listed once (fast for many posts)."""
+    return the note that says how many posts have one. The folder is listed once (fast for many posts).
+
+    Every post keeps the path its file would have (or, without a folder, the bare name) as its image key,
+    ``meta["image_key"]``, whether or not the file exists: splits grouped by image keep posts that share an
+    image together even where the file is missing."""
     if folder is None:
         for p in posts:
             p.images = []
+            _keep_image_key(p, file_name(p))
         return ("images: none available (give data.image_root to use them); every post runs text-only with "
                 "the image masked")
     present = {e.name for e in os.scandir(folder) if e.is_file()}
@@ -157,12 +163,18 @@ def attach_images(posts: Sequence[Post], folder: Path | None, file_name: Callabl
     for p in posts:
         name = file_name(p)
         p.images = [str(folder / name)] if name in present else []
+        _keep_image_key(p, str(folder / name) if name else "")
         n += bool(p.images)
     if n == len(posts):
         return f"images: all {n:,} posts have an image file under {folder}"
     rest = "the rest run" if n else "every post runs"
     return (f"images: {n:,} of {len(posts):,} posts have an image file under {folder}; {rest} text-only with "
             "the image masked")
+
+
+def _keep_image_key(post: Post, key: str) -> None:
+    if key:
+        post.meta[IMAGE_KEY] = key
 
 
 # ------------------------------------------------------------------------------------------------ notes
