@@ -36,7 +36,8 @@ def test_csv_import_with_mapping(tmp_path):
     assert a.text == "hello world"
     assert a.images == [os.path.join(str(tmp_path / "imgs"), "a.jpg")]
     assert a.labels == {"sentiment": "positive"}
-    assert a.meta == {"source": str(p), "row": 1, "split": "train", "lang": "en"}
+    assert a.meta == {"source": str(p), "row": 1, "split": "train", "lang": "en",
+                      "image_key": os.path.join(str(tmp_path / "imgs"), "a.jpg")}
     assert b.text == "padded" and b.images == [] and b.meta["split"] == "dev"  # "val" → "dev"
     assert c.labels == {} and c.meta["row"] == 3  # empty label is absent, not "nan"
     assert all(isinstance(x, Post) for x in posts)
@@ -113,7 +114,7 @@ def test_jsonl_import(tmp_path):
     assert posts[0].id == "698197155698184192"
     assert posts[0].images == [os.path.join("r", "a.jpg"), os.path.join("r", "b.jpg")]
     assert posts[0].labels == {"y": "1"}
-    assert posts[0].meta == {"source": str(p), "row": 1, "extra": '{"k": 1}'}
+    assert posts[0].meta == {"source": str(p), "row": 1, "extra": '{"k": 1}', "image_key": os.path.join("r", "a.jpg")}
     assert posts[1].text == "" and posts[1].labels == {} and posts[1].meta["row"] == 3  # line numbers
     assert posts[2].images == [] and posts[2].meta["extra"] == ""
 

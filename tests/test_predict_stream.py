@@ -69,7 +69,7 @@ def _lines(path: Path) -> list[dict]:
 def _spy_chunks(monkeypatch, fail_on: int | None = None) -> list[list[str]]:
     """Record the post ids of every chunk handed to the model; raise on chunk ``fail_on`` (1-based)."""
     seen: list[list[str]] = []
-    real = Predictor.predict_tasks
+    real = Predictor.scores
 
     def spy(self, posts, **kwargs):
         seen.append([p.id for p in posts])
@@ -77,7 +77,7 @@ def _spy_chunks(monkeypatch, fail_on: int | None = None) -> list[list[str]]:
             raise RuntimeError("injected failure")
         return real(self, posts, **kwargs)
 
-    monkeypatch.setattr(Predictor, "predict_tasks", spy)
+    monkeypatch.setattr(Predictor, "scores", spy)
     return seen
 
 
@@ -229,7 +229,7 @@ def test_a_killed_process_resumes_where_it_stopped(trained, tmp_path):
 if __name__ == "__main__":
     import tests.conftest  # noqa: F401  (registers the tiny towers)
     from mmpost.cli import main
-    real = Predictor.predict_tasks
+    real = Predictor.scores
 
     def slowly(self, posts, **kwargs):
         time.sleep(0.3)         # a test kills this process mid-run

@@ -152,8 +152,8 @@ def test_the_loaded_run_gives_records_of_the_one_schema(predictor, run):
              Post(id="b", text="no picture")]
     records = predictor.predict(posts)
     probs = predictor.predict_proba(posts)
-    assert [list(r) for r in records] == [["id", "label", "probs", "image_used", "gold"],
-                                          ["id", "label", "probs", "image_used"]]
+    assert [list(r) for r in records] == [["id", "label", "probs", "probs_raw", "image_used", "gold"],
+                                          ["id", "label", "probs", "probs_raw", "image_used"]]
     assert records[0]["gold"] == "red" and [r["image_used"] for r in records] == [True, False]
     assert np.allclose([list(r["probs"].values()) for r in records], probs, atol=1e-7)
 
@@ -319,7 +319,7 @@ def test_concurrent_requests_give_the_sequential_answers_and_never_share_the_mod
 
     sequential = [request(i) for i in range(24)]
     service: PredictionService = client.app.state.service
-    real = service.predictor.predict_tasks
+    real = service.predictor.scores
     state = {"in_model": 0, "max_in_model": 0, "in_flight": 0, "max_in_flight": 0}
     guard = threading.Lock()
 
@@ -345,7 +345,7 @@ def test_concurrent_requests_give_the_sequential_answers_and_never_share_the_mod
         finally:
             bump("in_flight", -1)
 
-    monkeypatch.setattr(service.predictor, "predict_tasks", watched_model)
+    monkeypatch.setattr(service.predictor, "scores", watched_model)
     monkeypatch.setattr(service, "predict", watched_request)
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(request, range(24)))

@@ -317,7 +317,9 @@ def test_msd_small_files_filter_and_errors(tmp_path):
     hashtag = get_source("msd").load(tmp_path, label="hashtag", variant="raw")
     assert [p.labels["sarcasm"] for p in hashtag.posts] == ["sarcastic", "not_sarcastic", "sarcastic",
                                                              "sarcastic", "not_sarcastic"]
-    assert data.posts[0].meta == {"source": "msd/text/train.txt", "row": 2, "split": "train"}
+    assert {k: v for k, v in data.posts[0].meta.items() if k != "image_key"} == \
+        {"source": "msd/text/train.txt", "row": 2, "split": "train"}
+    assert data.posts[0].meta["image_key"].endswith("2.jpg")
 
     bad = tmp_path / "bad"
     write_msd(bad, ["['1', 'fine', 1]", "not a list at all"])

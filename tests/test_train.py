@@ -13,7 +13,7 @@ from mmpost.config import load_config
 from mmpost.data.validate import DataValidationError
 from tests.conftest import tiny_overrides, write_toy_csv
 
-KEYS = {"weighted_f1", "macro_f1", "accuracy", "mcc", "n"}
+KEYS = {"weighted_f1", "macro_f1", "accuracy", "mcc", "n", "temperature", "ece_raw", "ece", "nll_raw", "nll"}
 
 
 def test_train_writes_a_complete_run_folder(tmp_path, toy_csv):

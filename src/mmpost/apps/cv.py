@@ -32,7 +32,7 @@ from mmpost.data.tasks import TaskSpec
 from mmpost.engine.resume import LAST
 from mmpost.evaluation.cv_summary import RunScores, summarise, write_cv_report
 from mmpost.evaluation.predictions import LABELS_FILE, Task, prediction_line, tasks_to_json
-from mmpost.progress import progress_bar
+from mmpost.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 OOF_FILE = "oof.jsonl"

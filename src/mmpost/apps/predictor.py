@@ -93,7 +93,7 @@ class Predictor:
 
     def _task_probs(self, output: ModelOutput, calibrated: bool = True) -> dict[str, np.ndarray]:
         logits = task_logits(output, self.tasks)
-        return {t.name: probabilities(logits[t.name], t, self.calibration.temperatures[t.name] if calibrated else 1.0)
+        return {t.name: probabilities(logits[t.name], t, self.calibration.temperatures.get(t.name, 1.0) if calibrated else 1.0)
                 for t in self.tasks}
 
     def _joined(self, parts: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:

@@ -4,6 +4,7 @@ and NLL before and after and a reliability diagram per task."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from mmpost.evaluation.calibration import (
     reliability_bins,
 )
 from mmpost.evaluation.reliability_plot import reliability_png
+
+log = logging.getLogger(__name__)
 
 
 def fit_calibration(method: str, tasks: Sequence[TaskSpec], dev: Predictions | None) -> Calibration:
@@ -61,7 +64,8 @@ def reliability_figure(run_dir: Path, split: str, pred: Predictions, calibration
 
 
 def load_calibration(run_dir: str | Path, tasks: Sequence[str]) -> Calibration:
-    """A run's ``calibration.json``; runs saved before calibration existed get T = 1 for every task."""
+    """A run's ``calibration.json``; runs saved before calibration existed get T = 1 for every task, and so does a
+    task the file has no temperature for (it is predicted uncalibrated, with a warning)."""
     path = Path(run_dir) / CALIBRATION_FILE
     if not path.exists():
         return Calibration.identity(list(tasks))
@@ -72,5 +76,6 @@ def load_calibration(run_dir: str | Path, tasks: Sequence[str]) -> Calibration:
     cal = Calibration.from_json(info, str(path))
     missing = [t for t in tasks if t not in cal.temperatures]
     if missing:
-        raise ValueError(f"{path}: no temperature for task(s) {', '.join(missing)}")
+        log.warning("%s: no temperature for task(s) %s; predicted uncalibrated (T = 1)", path, ", ".join(missing))
+        cal = Calibration({**cal.temperatures, **{t: 1.0 for t in missing}}, cal.thresholds)
     return cal

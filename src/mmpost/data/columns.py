@@ -15,7 +15,7 @@ SPLIT_ALIASES = {
 
 # meta key listing image cells that pointed outside the image root: [{"name": cell value, "root": image root}]
 REFUSED_IMAGES = "refused_images"
-_RESERVED_META = ("source", "row", "split", REFUSED_IMAGES)
+_RESERVED_META = ("source", "row", "split", "image_key", REFUSED_IMAGES)
 FORMATS = ("csv", "jsonl", "parquet")
 
 
