@@ -93,8 +93,8 @@ class Predictor:
 
     def _task_probs(self, output: ModelOutput, calibrated: bool = True) -> dict[str, np.ndarray]:
         logits = task_logits(output, self.tasks)
-        return {t.name: probabilities(logits[t.name], t, self.calibration.temperatures.get(t.name, 1.0) if calibrated else 1.0)
-                for t in self.tasks}
+        temperatures = self.calibration.temperatures if calibrated else {}
+        return {t.name: probabilities(logits[t.name], t, temperatures.get(t.name, 1.0)) for t in self.tasks}
 
     def _joined(self, parts: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
         return {t.name: np.concatenate(parts[t.name]) if parts[t.name] else np.zeros((0, len(t.labels)), np.float32)
