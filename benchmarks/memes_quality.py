@@ -2,9 +2,10 @@
 
     MMPOST_DATA_ROOT=/path/to/data python benchmarks/memes_quality.py --out runs/bench-memes
 
-Protocol, per task (sentiment, sarcasm, offensive):
-* outer 5-fold ``StratifiedKFold(shuffle=True, random_state=0)`` on the task's label;
-* inside each training fold, a stratified 10% dev split (seed 0) for early stopping and for choosing a
+Protocol, per task (sentiment, sarcasm, offensive): the folds of ``mmpost cv`` (``mmpost.apps.cv.plan_folds``):
+* 5 outer folds, stratified by the task's label and grouped by image and near-duplicate text (no image or
+  repeated meme text in two folds; ``data.split_seed`` 0);
+* inside each training fold, a stratified, grouped 10% dev split for early stopping and for choosing a
   configuration; the test fold is only scored;
 * both packaged towers frozen, features from the cache, for every row.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 AUX = ("base", "itc", "itm", "itc+itm")
+GROUPING = ["data.group_by=[image,text]"]
 ANCHOR = "anchor: frozen concat + LR"
 TEXT_ONLY = "text only: MiniLM + LR"
 IMAGE_ONLY = "image only: EfficientNet + LR"
@@ -119,9 +121,8 @@ def main() -> None:
     args = ap.parse_args()
     _quiet()
 
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-
     from mmpost.apps.build import build_tower
+    from mmpost.apps.cv import fold_data, plan_folds
     from mmpost.apps.datasets import cache_dir
     from mmpost.config import AUX_SETTINGS, data_root, load_config
     from mmpost.data.dataset import label_ids
@@ -143,6 +144,7 @@ def main() -> None:
         post_features(posts, *towers, cache_dir=cache_dir(base_cfg), progress=True, image_tokens=True,
                       text_first_token=True)
     print(f"{len(posts)} posts, features ready in {time.time() - start:.0f} s", flush=True)
+    position = {p.id: i for i, p in enumerate(posts)}
     families = [f for f in args.families.split(",") if f]
     aux_settings = [a for a in args.aux.split(",") if a]
     family_over: dict[str, list[str]] = {"att": ["train.epochs=15", "train.patience=4"]}
@@ -158,20 +160,20 @@ def main() -> None:
     lr_rows: dict[str, dict[str, list[float]]] = {}
     for task in args.tasks.split(","):
         labels = source.tasks[task]
-        keep = [i for i, p in enumerate(posts) if task in p.labels]
-        task_posts = [posts[i] for i in keep]
+        plan = plan_folds(load_config(args.recipe, [f"tasks=[{task}]", *GROUPING, "progress=false"]), args.folds,
+                          progress=False)
+        keep = [position[p.id] for p in plan.posts]
+        task_posts = plan.posts
         y = label_ids(task_posts, task, labels)
         text, image = feats.text[keep], feats.image[keep]
         both = np.concatenate([text, image], axis=1)
         rows = lr_rows.setdefault(task, {})
-        folds = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0)
-        for k, (train_idx, test_idx) in enumerate(folds.split(both, y)):
-            fit_idx, dev_idx = train_test_split(train_idx, test_size=0.1, stratify=y[train_idx], random_state=0)
+        for k, fold in enumerate(plan.folds):
+            fit_idx, dev_idx, test_idx = (np.asarray(fold[part]) for part in ("train", "dev", "test"))
             rows.setdefault("majority", []).append(majority_score(y[fit_idx], y[test_idx]))
             for name, x in ((ANCHOR, both), (TEXT_ONLY, text), (IMAGE_ONLY, image)):
                 rows.setdefault(name, []).append(lr_score(x[fit_idx], y[fit_idx], x[test_idx], y[test_idx]))
-            splits = {"train": [task_posts[i] for i in fit_idx], "dev": [task_posts[i] for i in dev_idx],
-                      "test": [task_posts[i] for i in test_idx]}
+            splits = fold_data(plan, k).splits
             for fam in families:
                 for aux in aux_settings:
                     name = f"{fam}-{aux.replace('+', '-')}"

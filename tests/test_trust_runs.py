@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import mmpost
+from mmpost.apps.evaluate import evaluate
 from mmpost.apps.prepare import prepare
 from mmpost.apps.train import train
 from mmpost.cli import app
@@ -115,6 +116,19 @@ def test_operating_point_is_honoured_by_predict_and_serve(binary_run, tmp_path):
     assert answer["label"] == "red" and set(answer["probs_raw"]) == {"red", "blue"}
     assert answer["probs"] == pytest.approx(strict.predict([mmpost.Post(id="s", text="a post about thing 3")])[0]
                                             ["probs"], abs=1e-5)
+    metrics, out = evaluate(binary_run, progress=False)             # evaluate decides by the threshold too
+    m = metrics["test"]["mood"]
+    assert {"ece", "ece_raw", "nll", "nll_raw", "temperature"} <= set(m)
+    blue = json.loads((binary_run / "labels.json").read_text())["tasks"]["mood"]["labels"].index("blue")
+    assert m["n"] > 0 and all(row[blue] == 0 for row in _confusion(out / "report.md"))
+    assert "Calibration" in (out / "report.md").read_text()
+
+
+def _confusion(report):
+    """The rows of the first confusion table of a report.md (counts per predicted label)."""
+    lines = report.read_text().split("Confusion matrix")[1].splitlines()
+    rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| true")][:2]
+    return [[int(c) for c in ln.strip("| ").split(" | ")[1:]] for ln in rows]
 
 
 def test_serve_returns_calibrated_probabilities(binary_run):

@@ -32,7 +32,8 @@ def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] 
     got = predictor.scores(posts, progress=progress)
     scores = [score_task(t, posts, got.probs[t.name], interval=True) for t in predictor.tasks]
     for s in scores:
-        s.metrics.update(calibration_scores(s.task, posts, got.probs[s.task.name], got.probs_raw[s.task.name]))
+        s.metrics.update(calibration_scores(s.task, posts, got.probs[s.task.name], got.probs_raw[s.task.name]),
+                         temperature=predictor.calibration.temperatures.get(s.task.name, 1.0))
     metrics = {split: {s.task.name: s.metrics for s in scores}}
     out.mkdir(parents=True, exist_ok=True)
     _confusion_figures(out, split, scores)
@@ -60,5 +61,7 @@ def _confusion_figures(out: Path, split: str, scores: list[TaskScore]) -> None:
 
 
 def _task_report(split: str, s: TaskScore) -> TaskReport:
+    calibration = {split: {k: s.metrics[k] for k in ("temperature", "ece_raw", "ece", "nll_raw", "nll")}}
     return TaskReport(s.task.name, list(s.task.labels), {split: s.metrics}, {split: s.per_class},
-                      {split: s.confusion} if s.confusion is not None else {}, multi_label=s.task.multi_label)
+                      {split: s.confusion} if s.confusion is not None else {}, multi_label=s.task.multi_label,
+                      calibration=calibration)
