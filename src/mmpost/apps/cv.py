@@ -25,7 +25,7 @@ from typing import Any
 from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.atomic import atomic_write_json, atomic_write_text
 from mmpost.config import RunConfig, load_config
-from mmpost.data.groups import group_names
+from mmpost.data.groups import describe_groups, group_names
 from mmpost.data.post import Post
 from mmpost.data.splits import kfold_splits
 from mmpost.data.tasks import TaskSpec
@@ -62,7 +62,9 @@ def plan_folds(cfg: RunConfig, k: int, *, progress: bool = True) -> FoldPlan:
     posts = [p for split in data.splits.values() for p in split]
     folds = kfold_splits(posts, data.task, k, seed=cfg.data.split_seed, group_by=tuple(cfg.data.group_by),
                          dev_fraction=DEV_FRACTION)
-    notes = [n for n in data.notes if not n.startswith(("no split column", "split", "grouped by"))]
+    # the source's own split and its counts do not apply to the folds
+    notes = [n for n in data.notes if not n.startswith(("no split column", "split", "grouped by", "counts:"))]
+    notes.append(describe_groups(posts, list(cfg.data.group_by)))
     return FoldPlan(posts, data.tasks, folds, notes)
 
 
