@@ -182,3 +182,31 @@ def test_reliability_png_is_written(tmp_path):
     alone = reliability_png(tmp_path / "alone.png", before, None, "sentiment", float("nan"), None)
     assert alone.stat().st_size > 1000
     assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+# ------------------------------------------------------------------------------ temperature + bias
+
+
+def test_bias_and_temperature_undo_a_prior_shift_that_temperature_alone_cannot():
+    from mmpost.evaluation.bias_temperature import fit_bias_temperature
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2.0, (6000, 3))
+    y = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in z])      # z is calibrated
+    shifted = 2.0 * z + np.array([0.0, 1.5, -1.0])                                # overconfident and prior-shifted
+    fit, held = slice(0, 3000), slice(3000, None)
+    t_only = fit_temperature(shifted[fit], y[fit])
+    t, bias = fit_bias_temperature(shifted[fit], y[fit])
+    assert t == pytest.approx(2.0, rel=0.1)
+    assert bias[0] == 0.0 and bias[1] == pytest.approx(-0.75, abs=0.2) and bias[2] == pytest.approx(0.5, abs=0.2)
+    ts = nll(apply_temperature(shifted[held], t_only), y[held])
+    bcts = nll(apply_temperature(shifted[held], t, bias=bias), y[held])
+    assert bcts < ts - 0.01
+
+
+def test_bias_and_temperature_fall_back_on_too_few_rows_and_round_trip():
+    from mmpost.evaluation.bias_temperature import fit_bias_temperature
+    assert fit_bias_temperature(np.zeros((3, 2)), np.array([0, -1, -1])) == (1.0, [0.0, 0.0])
+    cal = Calibration({"a": 1.5}, {}, {"a": [0.0, -0.3]})
+    assert Calibration.from_json(cal.to_json()) == cal
+    with pytest.raises(ValueError, match="biases"):
+        Calibration.from_json({"temperatures": {"a": 1.0}, "biases": {"a": ["x"]}})

@@ -147,3 +147,17 @@ def test_operating_point_errors_are_clear(binary_run, toy_csv, tmp_path):
     three = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=three", "train.epochs=1"])).run_dir
     bad = CliRunner().invoke(app, ["calibrate", str(three), "--operating-point", "precision=0.9"])
     assert bad.exit_code == 2 and "binary task" in bad.output
+
+
+def test_temperature_and_bias_are_saved_and_applied(tmp_path, toy_csv):
+    run = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=tb", "train.epochs=2",
+                                                                     "calibration=temperature+bias"])).run_dir
+    cal = json.loads((run / "calibration.json").read_text())
+    t, bias = cal["temperatures"]["mood"], np.array(cal["biases"]["mood"])
+    assert len(bias) == 3 and bias[0] == 0.0
+    record = mmpost.load(run).predict([mmpost.Post(id="x", text="a post about thing 4")])[0]
+    raw = np.array(list(record["probs_raw"].values()))
+    z = np.log(raw) / t + bias                                  # log softmax(z) = z + c: the same softmax
+    assert list(record["probs"].values()) == pytest.approx(list(np.exp(z) / np.exp(z).sum()), abs=1e-4)
+    with pytest.raises(ConfigError, match="calibration must be one of"):
+        load_config(None, ["calibration=platt"])

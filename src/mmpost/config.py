@@ -174,7 +174,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
     relate: RelateConfig = field(default_factory=RelateConfig)   # mmpost relate (ITRp)
-    calibration: str = "temperature"       # temperature (scaling fitted per task on dev at the end of training) | none
+    calibration: str = "temperature"       # temperature (scaling fitted per task on dev at the end of training) |
+                                           # temperature+bias (and a bias per label: undoes a prior shift) | none
     out_dir: str = "runs"
     name: str | None = None                # run folder name; default: <task>-<model>-<aux>-<time>
     cache_dir: str | None = None           # feature cache; default: ~/.cache/mmpost/features
@@ -311,7 +312,7 @@ def check(cfg: RunConfig) -> None:
             raise ConfigError(f"{side}.precision must be auto, fp32 or bf16, got {enc.precision!r}")
 
 
-CALIBRATIONS = ("temperature", "none")
+CALIBRATIONS = ("temperature", "temperature+bias", "none")
 
 
 def check_data_files(d: DataConfig) -> None:

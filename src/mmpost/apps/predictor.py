@@ -39,10 +39,13 @@ def task_logits(output: ModelOutput, tasks: Sequence[Task]) -> dict[str, torch.T
     return {t.name: output.task_logits[t.name] for t in tasks}
 
 
-def probabilities(logits: torch.Tensor, task: Task, temperature: float = 1.0) -> np.ndarray:
-    """[B, C] probabilities of logits / T: a softmax over a task's labels, or one sigmoid per label for a
-    multi-label task."""
+def probabilities(logits: torch.Tensor, task: Task, temperature: float = 1.0,
+                  bias: Sequence[float] | None = None) -> np.ndarray:
+    """[B, C] probabilities of logits / T (+ a bias per label): a softmax over a task's labels, or one sigmoid per
+    label for a multi-label task."""
     logits = logits.float() / float(temperature)
+    if bias is not None:
+        logits = logits + torch.tensor(bias, dtype=logits.dtype)
     return (logits.sigmoid() if task.multi_label else logits.softmax(-1)).numpy()
 
 
@@ -93,8 +96,11 @@ class Predictor:
 
     def _task_probs(self, output: ModelOutput, calibrated: bool = True) -> dict[str, np.ndarray]:
         logits = task_logits(output, self.tasks)
-        temperatures = self.calibration.temperatures if calibrated else {}
-        return {t.name: probabilities(logits[t.name], t, temperatures.get(t.name, 1.0)) for t in self.tasks}
+        cal = self.calibration
+        if not calibrated:
+            return {t.name: probabilities(logits[t.name], t) for t in self.tasks}
+        return {t.name: probabilities(logits[t.name], t, cal.temperatures.get(t.name, 1.0), cal.biases.get(t.name))
+                for t in self.tasks}
 
     def _joined(self, parts: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
         return {t.name: np.concatenate(parts[t.name]) if parts[t.name] else np.zeros((0, len(t.labels)), np.float32)

@@ -76,11 +76,15 @@ def fit_temperature(logits: Any, labels: Any, *, multi_label: bool = False) -> f
     return float(np.clip(math.exp(best), T_MIN, T_MAX))
 
 
-def apply_temperature(logits: Any, temperature: float, *, multi_label: bool = False) -> np.ndarray:
-    """Probabilities [N, C] (float64) of ``logits / temperature``: softmax, or sigmoid per label."""
+def apply_temperature(logits: Any, temperature: float, *, multi_label: bool = False,
+                      bias: Any = None) -> np.ndarray:
+    """Probabilities [N, C] (float64) of ``logits / temperature + bias``: softmax, or sigmoid per label. ``bias``
+    (one value per label; see :mod:`mmpost.evaluation.bias_temperature`) is 0 for plain temperature scaling."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     z = np.asarray(logits, dtype=np.float64) / temperature
+    if bias is not None:
+        z = z + np.asarray(bias, dtype=np.float64)
     if multi_label:
         return np.exp(-np.logaddexp(0.0, -z))       # sigmoid without overflow
     return np.exp(log_softmax(z, axis=1))
@@ -142,11 +146,11 @@ def reliability_bins(probs: Any, labels: Any, *, multi_label: bool = False, n_bi
 
 
 def calibration_metrics(logits: Any, labels: Any, temperature: float, *,
-                        multi_label: bool = False) -> dict[str, float]:
+                        multi_label: bool = False, bias: Any = None) -> dict[str, float]:
     """``{"temperature", "ece_raw", "ece", "nll_raw", "nll"}``: ECE and NLL before (T = 1) and after dividing the
-    logits by ``temperature``."""
+    logits by ``temperature`` (and adding ``bias``)."""
     raw = apply_temperature(logits, 1.0, multi_label=multi_label)
-    scaled = apply_temperature(logits, temperature, multi_label=multi_label)
+    scaled = apply_temperature(logits, temperature, multi_label=multi_label, bias=bias)
     return {"temperature": float(temperature),
             "ece_raw": ece(raw, labels, multi_label=multi_label), "ece": ece(scaled, labels, multi_label=multi_label),
             "nll_raw": nll(raw, labels, multi_label=multi_label), "nll": nll(scaled, labels, multi_label=multi_label)}
@@ -154,17 +158,23 @@ def calibration_metrics(logits: Any, labels: Any, temperature: float, *,
 
 @dataclass(frozen=True)
 class Calibration:
-    """What a run learns on dev after training: a temperature per task, and per binary task an optional operating
-    point (:class:`~mmpost.evaluation.operating_point.OperatingPoint` as a plain dict). Saved as
-    ``calibration.json`` next to the model."""
+    """What a run learns on dev after training: a temperature per task, optionally a bias per label
+    (``calibration: temperature+bias``), and per binary task an optional operating point
+    (:class:`~mmpost.evaluation.operating_point.OperatingPoint` as a plain dict). Saved as ``calibration.json``
+    next to the model."""
 
     temperatures: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, dict] = field(default_factory=dict)
+    biases: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """``{"temperatures": {task: T}, "thresholds": {task: operating point}}`` (JSON-ready)."""
-        return {"temperatures": {t: float(v) for t, v in self.temperatures.items()},
-                "thresholds": {t: dict(op) for t, op in self.thresholds.items()}}
+        """``{"temperatures": {task: T}, "thresholds": {task: operating point}, "biases": {task: [b, ...]}}``
+        (JSON-ready; ``biases`` only where there are some)."""
+        out: dict[str, Any] = {"temperatures": {t: float(v) for t, v in self.temperatures.items()},
+                               "thresholds": {t: dict(op) for t, op in self.thresholds.items()}}
+        if self.biases:
+            out["biases"] = {t: [float(x) for x in b] for t, b in self.biases.items()}
+        return out
 
     @classmethod
     def from_json(cls, d: Any, source: str = CALIBRATION_FILE) -> Calibration:
@@ -173,10 +183,15 @@ class Calibration:
         if not isinstance(d, Mapping):
             raise ValueError(f"{source}: expected an object with keys temperatures, thresholds; "
                              f"got {type(d).__name__}")
-        unknown = [k for k in d if k not in ("temperatures", "thresholds")]
+        unknown = [k for k in d if k not in ("temperatures", "thresholds", "biases")]
         if unknown or "temperatures" not in d:
-            raise ValueError(f"{source}: expected keys temperatures (required) and thresholds; "
+            raise ValueError(f"{source}: expected keys temperatures (required), thresholds and biases; "
                              f"got {sorted(map(str, d))}")
+        biases = d.get("biases", {})
+        if not isinstance(biases, Mapping) or not all(
+                isinstance(b, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                            and math.isfinite(x) for x in b) for b in biases.values()):
+            raise ValueError(f"{source}: key biases: expected {{task: [finite numbers]}}, got {biases!r}")
         temperatures, thresholds = d["temperatures"], d.get("thresholds", {})
         for key, value in (("temperatures", temperatures), ("thresholds", thresholds)):
             if not isinstance(value, Mapping) or not all(isinstance(t, str) for t in value):
@@ -186,7 +201,8 @@ class Calibration:
                 raise ValueError(f"{source}: key temperatures.{task}: expected a finite number > 0, got {t!r}")
         checked = {task: OperatingPoint.from_json(op, where=f"{source}: key thresholds.{task}").to_json()
                    for task, op in thresholds.items()}
-        return cls(temperatures={t: float(v) for t, v in temperatures.items()}, thresholds=checked)
+        return cls(temperatures={t: float(v) for t, v in temperatures.items()}, thresholds=checked,
+                   biases={t: [float(x) for x in b] for t, b in biases.items()})
 
     @classmethod
     def identity(cls, tasks: Iterable[str]) -> Calibration:
