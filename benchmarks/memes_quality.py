@@ -160,20 +160,20 @@ def main() -> None:
     lr_rows: dict[str, dict[str, list[float]]] = {}
     for task in args.tasks.split(","):
         labels = source.tasks[task]
-        plan = plan_folds(load_config(args.recipe, [f"tasks=[{task}]", *GROUPING, "progress=false"]), args.folds,
-                          progress=False)
-        keep = [position[p.id] for p in plan.posts]
-        task_posts = plan.posts
+        folds = plan_folds(load_config(args.recipe, [f"tasks=[{task}]", *GROUPING, "progress=false"]), args.folds,
+                           progress=False)
+        keep = [position[p.id] for p in folds.posts]
+        task_posts = folds.posts
         y = label_ids(task_posts, task, labels)
         text, image = feats.text[keep], feats.image[keep]
         both = np.concatenate([text, image], axis=1)
         rows = lr_rows.setdefault(task, {})
-        for k, fold in enumerate(plan.folds):
+        for k, fold in enumerate(folds.folds):
             fit_idx, dev_idx, test_idx = (np.asarray(fold[part]) for part in ("train", "dev", "test"))
             rows.setdefault("majority", []).append(majority_score(y[fit_idx], y[test_idx]))
             for name, x in ((ANCHOR, both), (TEXT_ONLY, text), (IMAGE_ONLY, image)):
                 rows.setdefault(name, []).append(lr_score(x[fit_idx], y[fit_idx], x[test_idx], y[test_idx]))
-            splits = fold_data(plan, k).splits
+            splits = fold_data(folds, k).splits
             for fam in families:
                 for aux in aux_settings:
                     name = f"{fam}-{aux.replace('+', '-')}"

@@ -139,8 +139,10 @@ def predict(
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and extend the run's feature cache (worth it for posts you will predict again); by default a chunk's features are thrown away.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "image_used"}` per line
-    (a run with several tasks: `{"id", "image_used", "tasks": {task: {"label", "probs"}}}`).
+    """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "probs_raw": {...},
+    "image_used"}` per line (a run with several tasks: `{"id", "image_used", "tasks": {task: {"label", "probs",
+    "probs_raw"}}}`). `probs` are calibrated with the run's `calibration.json` (temperature fitted on dev),
+    `probs_raw` are the model's own; a binary task with an operating point (`mmpost calibrate`) decides by it.
 
     A post whose image is missing or unreadable is predicted from its text with the learned "no image" vector;
     `image_used` says so. The manifest is streamed: results go to `OUT.part` chunk by chunk, and `OUT` appears
