@@ -15,6 +15,8 @@ resumes where it stopped. The folder gets:
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -76,16 +78,15 @@ def fold_data(plan: FoldPlan, k: int) -> PreparedData:
     return PreparedData(tasks=plan.tasks, splits=splits, notes=notes, counts={s: len(v) for s, v in splits.items()})
 
 
-def run_folds(cfg: RunConfig, plan: FoldPlan, out: Path, seeds: Sequence[int], towers: tuple | None,
+def run_folds(cfg: RunConfig, plan: FoldPlan, out: Path, seeds: Sequence[int],
               progress: bool) -> list[tuple[int, int, Path]]:
-    """Train every fold × seed not finished yet; ``[(seed, fold, run_dir)]``."""
+    """Train every fold × seed not finished yet (the towers built once for all); ``[(seed, fold, run_dir)]``."""
     from mmpost.apps.build import build_tower
     from mmpost.apps.train import train
 
     jobs = [(s, k, out / "runs" / f"seed{s}" / f"fold{k}") for s in seeds for k in range(len(plan.folds))]
     todo = [j for j in jobs if not (j[2] / "metrics.json").exists()]
-    if todo and towers is None:
-        towers = (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
+    towers = (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder)) if todo else None
     for seed, k, run_dir in progress_bar(todo, enabled=progress, desc="cv runs", unit="run"):
         run_cfg = replace(cfg, name=run_dir.name, out_dir=str(run_dir.parent), progress=False,
                           train=replace(cfg.train, seed=int(seed)))
@@ -110,15 +111,14 @@ def oof_records(plan: FoldPlan, jobs: list[tuple[int, int, Path]]) -> list[dict[
 
 
 def write_folds(path: Path, plan: FoldPlan, group_by: list[str]) -> None:
+    """folds.csv: every post's outer fold and the group it was kept with."""
     names = group_names(plan.posts, group_by)
     fold_of = {i: k for k, f in enumerate(plan.folds) for i in f["test"]}
-    lines = ["id,fold,group"] + [",".join(_csv(x) for x in (p.id, str(fold_of[i]), names[i]))
-                                 for i, p in enumerate(plan.posts)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def _csv(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(("id", "fold", "group"))
+    w.writerows((p.id, fold_of[i], names[i]) for i, p in enumerate(plan.posts))
+    atomic_write_text(path, buf.getvalue())
 
 
 def cross_validate(recipe: str | Path, overrides: list[str] | None = None, *, folds: int = 5,
@@ -134,13 +134,13 @@ def cross_validate(recipe: str | Path, overrides: list[str] | None = None, *, fo
     atomic_write_json(out_dir / LABELS_FILE, tasks_to_json([Task(t.name, tuple(t.labels), t.multi_label)
                                                             for t in plan.tasks]))
     write_folds(out_dir / "folds.csv", plan, list(cfg.data.group_by))
-    jobs = run_folds(cfg, plan, out_dir, seeds, None, progress)
+    jobs = run_folds(cfg, plan, out_dir, seeds, progress)
     records = oof_records(plan, jobs)
     atomic_write_text(out_dir / OOF_FILE, "".join(prediction_line(r) for r in records))
     other = None
     if compare is not None:
         other_cfg = load_config(compare, overrides)
-        other_jobs = run_folds(other_cfg, plan, out_dir / "compare", seeds, None, progress)
+        other_jobs = run_folds(other_cfg, plan, out_dir / "compare", seeds, progress)
         atomic_write_text(out_dir / "compare" / OOF_FILE,
                           "".join(prediction_line(r) for r in oof_records(plan, other_jobs)))
         other = (str(compare), other_jobs)
