@@ -64,6 +64,10 @@ def test_one_file_per_split_loads(tmp_path):
     data = prepare(load_config(None, over_no_dev).data, "mood", progress=False)
     assert len(data.splits["dev"]) > 0 and len(data.splits["train"]) + len(data.splits["dev"]) == 30
     assert any("no dev file" in n for n in data.notes)
+    # a run trained from per-split files evaluates its own test split, and any other file as a whole
+    run = train(load_config(None, over + ["name=files", "train.epochs=1"])).run_dir
+    assert evaluate(run, progress=False)[0]["test"]["mood"]["n"] == 12
+    assert evaluate(run, str(paths["dev"]), progress=False)[0]["all"]["mood"]["n"] == 12
     with pytest.raises(ConfigError, match="not both"):
         load_config(None, over + [f"data.path={paths['train']}"])
     with pytest.raises(ConfigError, match="unknown split"):

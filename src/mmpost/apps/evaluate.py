@@ -7,6 +7,7 @@ from pathlib import Path
 from mmpost.apps.predictor import Predictor
 from mmpost.apps.prepare import PreparedData, prepare
 from mmpost.config import load_config
+from mmpost.data.saved_splits import SPLITS_FILE
 from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.report import TaskReport, write_metrics, write_tasks_report
 from mmpost.evaluation.task_scores import TaskScore, calibration_scores, confusion_file, score_task
@@ -45,11 +46,15 @@ def evaluate(run_dir: str | Path, data: str | None = None, overrides: list[str] 
 
 def _prepared(run_dir: Path, predictor: Predictor, data: str | None, overrides: list[str] | None,
               progress: bool) -> PreparedData:
-    """The posts to evaluate, read as the run's first task reads them (its labels checked)."""
+    """The posts to evaluate, read as the run's first task reads them (its labels checked): another file as a whole,
+    or the run's own test split, exactly as its ``splits.csv`` recorded it (runs saved before it: split again)."""
     dcfg = load_config(run_dir / "config.yaml", overrides).data
     if data is not None:
         p = Path(data).expanduser()
-        dcfg = replace(dcfg, source="manifest", path=str(p.resolve()) if p.exists() else data, limit=None)
+        dcfg = replace(dcfg, source="manifest", path=str(p.resolve()) if p.exists() else data, limit=None,
+                       files={}, splits_from=None)
+    elif (run_dir / SPLITS_FILE).exists():
+        dcfg = replace(dcfg, splits_from=str(run_dir))
     return prepare(dcfg, predictor.task, labels=predictor.labels, progress=progress, require_splits=False)
 
 
