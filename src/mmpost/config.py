@@ -38,8 +38,9 @@ class ColumnsConfig:
     label_sep: dict[str, str] = field(default_factory=dict)           # task -> separator of several labels in a cell
     split: str | None = None               # column holding train / dev / test
     keep: list[str] = field(default_factory=list)
-    format: str | None = None
-    csv_options: dict[str, Any] = field(default_factory=dict)
+    format: str | None = None              # csv | jsonl | parquet; default: from the extension
+    encoding: str = "utf-8"                # CSV and JSONL text, e.g. cp1252 for files saved by Excel
+    csv_options: dict[str, Any] = field(default_factory=dict)   # e.g. {delimiter: "\t"} for tab-separated text
 
 
 @dataclass

@@ -70,7 +70,7 @@ class ColumnMapping:
         if not isinstance(self.text, str):
             self.text = [str(c) for c in self.text]
             if not self.text:
-                raise ValueError("ColumnMapping.text needs at least one column")
+                raise ValueError("data.columns.text needs at least one column")
         self.keep = [self.keep] if isinstance(self.keep, str) else [str(c) for c in (self.keep or [])]
         self.labels = {str(t): str(c) if isinstance(c, str) else [str(x) for x in c]
                        for t, c in dict(self.labels or {}).items()}
@@ -80,33 +80,33 @@ class ColumnMapping:
         self.csv_options = dict(self.csv_options or {})
         bad = [k for k in self.keep if k in _RESERVED_META]
         if bad:
-            raise ValueError(f"ColumnMapping.keep cannot hold {bad}: meta keys {_RESERVED_META} are set by the "
-                             "importer (map a split column with ColumnMapping.split)")
+            raise ValueError(f"data.columns.keep cannot hold {bad}: meta keys {_RESERVED_META} are set by the "
+                             "importer (map a split column with data.columns.split)")
         if self.format is not None and self.format not in FORMATS:
-            raise ValueError(f"ColumnMapping.format must be one of {FORMATS} or None, got {self.format!r}")
+            raise ValueError(f"data.columns.format must be one of {FORMATS} or None, got {self.format!r}")
         if self.image_pattern is not None:
             try:
                 probe = self.image_pattern.format("x")
             except (IndexError, KeyError, ValueError) as e:
-                raise ValueError(f"ColumnMapping.image_pattern {self.image_pattern!r} must contain one '{{}}' "
+                raise ValueError(f"data.columns.image_pattern {self.image_pattern!r} must contain one '{{}}' "
                                  f"for the cell value ({e})") from None
             if probe == self.image_pattern:
-                raise ValueError(f"ColumnMapping.image_pattern {self.image_pattern!r} has no '{{}}' placeholder")
+                raise ValueError(f"data.columns.image_pattern {self.image_pattern!r} has no '{{}}' placeholder")
         self._check_label_tasks()
 
     def _check_label_tasks(self) -> None:
         for what, tasks in (("label_values", self.label_values), ("label_sep", self.label_sep)):
             unknown = set(tasks) - set(self.labels)
             if unknown:
-                raise ValueError(f"ColumnMapping.{what} has tasks {sorted(unknown)} that are not in labels "
+                raise ValueError(f"data.columns.{what} has tasks {sorted(unknown)} that are not in labels "
                                  f"{sorted(self.labels)}")
         for task, cols in self.labels.items():
             if isinstance(cols, list) and (not cols or task in self.label_sep):
-                raise ValueError(f"ColumnMapping.labels.{task}: a list of 0/1 columns must name at least one column "
+                raise ValueError(f"data.columns.labels.{task}: a list of 0/1 columns must name at least one column "
                                  "and takes no label_sep")
         empty = [t for t, sep in self.label_sep.items() if not sep]
         if empty:
-            raise ValueError(f"ColumnMapping.label_sep.{empty[0]} is empty: give the separator, e.g. '|'")
+            raise ValueError(f"data.columns.label_sep.{empty[0]} is empty: give the separator, e.g. '|'")
 
     def label_columns(self) -> list[tuple[str, str]]:
         """(column, task) for every label column; a multi-label task's 0/1 columns each."""

@@ -57,8 +57,9 @@ def _detect_format(path: str, mapping: ColumnMapping) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
-    raise ManifestError(f"{path}: cannot tell the format from the extension {ext!r}; "
-                        f"set ColumnMapping(format=...) to one of {FORMATS}")
+    tab = ' (and data.columns.csv_options: {delimiter: "\\t"} for tab-separated text)' if ext == ".txt" else ""
+    raise ManifestError(f"{path}: cannot tell the format from the extension {ext!r}; set data.columns.format to one "
+                        f"of {', '.join(FORMATS)}{tab}")
 
 
 # --------------------------------------------------------------------------------------------- reading text
@@ -86,9 +87,9 @@ def _decode_error(path: str, encoding: str) -> ManifestError:
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         bad = data[e.start:e.end][:4]
         if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            hint = " The file starts with a UTF-16 byte-order mark: try encoding='utf-16'."
+            hint = " The file starts with a UTF-16 byte-order mark: set data.columns.encoding: utf-16."
         else:
-            hint = " If it was saved by Excel or an older tool, try ColumnMapping(encoding='cp1252') or 'latin-1'."
+            hint = (" If it was saved by Excel or an older tool, set data.columns.encoding: cp1252 (or latin-1).")
         return ManifestError(f"{path}: not valid {encoding} text: byte {bad.hex(' ')} at byte offset {e.start} "
                              f"(line {line}, column {col}) ({e.reason}).{hint}")
     return ManifestError(f"{path}: not valid {encoding} text")   # valid as a whole: it changed while being read

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from mmpost.encoders.base import ImageTower, TowerOutput
 from mmpost.encoders.hf_text import POOLINGS, _weights_digest
+from mmpost.encoders.quiet_loading import quiet_transformers
 from mmpost.registry import register
 
 
@@ -37,7 +38,8 @@ class HFImageTower(ImageTower):
             raise ValueError(f"unknown image pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         if not Path(path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(f"image encoder {path!r} is not a local folder and the hub is offline")
-        self.model = AutoModel.from_pretrained(path)
+        with quiet_transformers():
+            self.model = AutoModel.from_pretrained(path)
         model_size = getattr(self.model.config, "image_size", None)
         self.image_size, self.mean, self.std = _preprocessing(path, image_size or model_size)
         self.fit = fit

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from mmpost.encoders.base import TextTower, TowerOutput
 from mmpost.encoders.precision import extraction_precision, resolve_precision
+from mmpost.encoders.quiet_loading import quiet_transformers
 from mmpost.registry import register
 
 POOLINGS = ("mean", "cls")
@@ -36,8 +37,9 @@ class HFTextTower(TextTower):
         local = Path(path).exists()
         if not local and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(f"text encoder {path!r} is not a local folder and the hub is offline")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path)
+        with quiet_transformers():
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path)
         self.pooling = pooling
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)

@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
+from mmpost.encoders.quiet_loading import quiet_transformers
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.head_count import attention_heads
@@ -175,7 +176,8 @@ class LxmertStyle(MultimodalModel):
 
     def _build_pretrained(self, path: str) -> None:
         from transformers import LxmertModel
-        self.lxmert = LxmertModel.from_pretrained(path)
+        with quiet_transformers():
+            self.lxmert = LxmertModel.from_pretrained(path)
         lc = self.lxmert.config
         self.width = int(lc.hidden_size)
         if int(lc.visual_pos_dim) != 4:

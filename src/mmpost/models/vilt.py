@@ -71,6 +71,7 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
+from mmpost.encoders.quiet_loading import quiet_transformers
 from mmpost.models.base import FamilyConfig, MultimodalModel
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.heads import NumClasses, build_classifier, task_logits, task_sizes
@@ -189,7 +190,8 @@ class HFViltStream(nn.Module):
     def __init__(self, path: str, text_tower: TextTower, image_tower: ImageTower, cap: int) -> None:
         super().__init__()
         from transformers import ViltModel
-        self.vilt = ViltModel.from_pretrained(path)
+        with quiet_transformers():
+            self.vilt = ViltModel.from_pretrained(path)
         hf = self.vilt.config
         check_vocabulary(path, text_tower, int(hf.vocab_size))
         self.cap = min(cap, int(hf.max_position_embeddings))
