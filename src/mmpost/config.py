@@ -30,7 +30,10 @@ class ColumnsConfig:
     text: Any = "text"                     # a column, or a list of columns joined with a space
     image: str | None = None
     image_root: str | None = None          # relative to data_root unless absolute
-    image_pattern: str | None = None       # e.g. "{}.jpg": a cell holds an id formatted into a file name
+    image_pattern: str | None = None       # e.g. "{}.jpg": a cell holds an id formatted into a file name;
+                                           # "{}.*": whatever the extension (image_extensions, tried in order)
+    image_extensions: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp",
+                                                                 ".tif", ".tiff"])
     image_sep: str | None = None           # several images in one cell, e.g. ";"
     labels: dict[str, Any] = field(default_factory=dict)              # task -> column, or a list of 0/1 columns
                                                                       # (multi-label: one per label, named after it)

@@ -268,14 +268,24 @@ def _split(cfg: DataConfig, posts: list[Post], task: str, notes: list[str], *, r
 def _validated(cfg: DataConfig, posts: list[Post], tasks: dict[str, list[str]], notes: list[str],
                counts: dict[str, int], progress: bool) -> list[Post]:
     """Posts after validation and data.policy."""
-    report = validate_posts(posts, tasks, progress=progress)
+    report = validate_posts(posts, tasks, progress=progress, image_hint=image_hint(cfg))
     posts, done = apply_policy(posts, report, cfg.policy)
     counts.update(done)
     if not report.ok:
         notes.append(f"data policy `{cfg.policy}`: " + ", ".join(f"{k} {v}" for k, v in done.items())
                      + " (" + ", ".join(f"{k} {v}" for k, v in report.counts().items()) + ")")
+        notes += report.hints
         log.warning("data policy %s applied: %s", cfg.policy, done)
     return posts
+
+
+def image_hint(cfg: DataConfig) -> str | None:
+    """What a manifest's image names were made with, for the missing-images hint of validation."""
+    cols = cfg.columns
+    if cfg.source != "manifest" or not cols.image:
+        return None
+    pattern = f"data.columns.image_pattern {cols.image_pattern!r}" if cols.image_pattern else "the cells as names"
+    return f"{pattern} on column {cols.image!r}"
 
 
 def _labelled(posts: list[Post], tasks: list[str], notes: list[str]) -> list[Post]:

@@ -15,6 +15,7 @@ SPLIT_ALIASES = {
 
 # meta key listing image cells that pointed outside the image root: [{"name": cell value, "root": image root}]
 REFUSED_IMAGES = "refused_images"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 _RESERVED_META = ("source", "row", "split", "image_key", REFUSED_IMAGES)
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -33,7 +34,9 @@ class ColumnMapping:
     image_root    folder joined to relative image names (default: the manifest's own folder); when given, it is
                   also a boundary: a name that resolves outside it (``../x.jpg``, ``/etc/x.jpg``) is refused
                   (``meta["refused_images"]``, reported by validation as ``unsafe_image_path``)
-    image_pattern format applied to each image cell value, e.g. ``"T{}.jpg"``
+    image_pattern format applied to each image cell value, e.g. ``"T{}.jpg"``; ``"{}.*"`` finds the file whatever
+                  its extension, trying ``image_extensions`` in order
+    image_extensions  the extensions ``.*`` tries, in order (default: the common image extensions)
     image_sep     separator for several images in one cell, e.g. ``";"`` (a JSON list cell, or a Parquet list
                   column, also works)
     labels        task name → column, or a list of 0/1 columns (a multi-label task: one column per label, the
@@ -56,6 +59,7 @@ class ColumnMapping:
     image_root: str | None = None
     image_pattern: str | None = None
     image_sep: str | None = None
+    image_extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
     labels: dict[str, str | list[str]] = field(default_factory=dict)
     label_values: dict[str, dict[str, str]] = field(default_factory=dict)
     label_sep: dict[str, str] = field(default_factory=dict)
@@ -92,6 +96,11 @@ class ColumnMapping:
                                  f"for the cell value ({e})") from None
             if probe == self.image_pattern:
                 raise ValueError(f"data.columns.image_pattern {self.image_pattern!r} has no '{{}}' placeholder")
+        exts = [str(e).strip() for e in self.image_extensions]
+        if not exts or not all(e.strip(".") for e in exts):
+            raise ValueError(f"data.columns.image_extensions must list extensions such as .jpg, got "
+                             f"{list(self.image_extensions)!r}")
+        self.image_extensions = [e if e.startswith(".") else f".{e}" for e in exts]
         self._check_label_tasks()
 
     def _check_label_tasks(self) -> None:

@@ -202,6 +202,7 @@ class _RowReader:
         self.boundary = os.path.abspath(self.root) if mapping.image_root is not None else None
         self.repaired: list[tuple[int, str]] = []     # (row, field) of cells whose broken surrogates were replaced
         self._row = 0
+        self._listings: dict[str, dict[str, dict[str, str]]] = {}   # folder → its files (image_pattern "{}.*")
 
     def _str(self, v: Any, fld: str) -> str:
         s = _cell(v)
@@ -249,7 +250,7 @@ class _RowReader:
                             refused.append({"name": n, "root": self.root})
                         continue
                     path = os.path.normpath(path)   # open exactly what was checked ('link/..' cannot step out)
-                n = path
+                n = self._any_extension(path) if path.endswith(".*") else path
             out.append(n)
         return out
 
@@ -264,6 +265,29 @@ class _RowReader:
         else:
             return None
         return name if "://" in name else os.path.normpath(name)
+
+    def _any_extension(self, path: str) -> str:
+        """``folder/stem.*`` → the existing ``folder/stem.ext`` with the first of ``image_extensions`` present
+        (extension case ignored); else ``stem`` + the first extension, which validation then reports missing. Each
+        folder is listed once."""
+        folder, stem = os.path.split(path[:-2])
+        found = self._listing(folder).get(stem, {})
+        ext = next((e for e in self.m.image_extensions if e.lower() in found), None)
+        return os.path.join(folder, found[ext.lower()] if ext else stem + self.m.image_extensions[0])
+
+    def _listing(self, folder: str) -> dict[str, dict[str, str]]:
+        """stem → {lower-case extension → file name} of the files in ``folder`` (empty if it cannot be listed)."""
+        if folder not in self._listings:
+            names: dict[str, dict[str, str]] = {}
+            try:
+                with os.scandir(folder or ".") as entries:
+                    for e in entries:
+                        stem, ext = os.path.splitext(e.name)
+                        names.setdefault(stem, {}).setdefault(ext.lower(), e.name)
+            except OSError:
+                pass
+            self._listings[folder] = names
+        return self._listings[folder]
 
     def post(self, get, row: int) -> Post:
         """``get(column)`` returns the raw value or None when the row lacks it."""

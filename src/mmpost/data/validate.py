@@ -17,6 +17,7 @@ from mmpost.progress import bar as progress_bar
 from .groups import IMAGE_KEY
 from .images import check_image
 from .manifest import REFUSED_IMAGES
+from .missing_images import missing_images_hint
 from .post import Post
 from .tasks import label_names
 
@@ -62,6 +63,7 @@ class Issue:
 class ValidationReport:
     n_posts: int
     issues: list[Issue] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)      # what probably went wrong (e.g. an image pattern)
 
     @property
     def ok(self) -> bool:
@@ -90,6 +92,7 @@ class ValidationReport:
         lines = [f"Validated {self.n_posts} posts: {len(self.issues)} issues in {n_bad} posts."]
         for kind, n in self.counts().items():
             lines.append(f"  {kind:<14} {n}")
+        lines += [f"hint: {h}" for h in self.hints]
         shown = self._pick(max(0, int(max_lines)))
         if shown:
             lines.append("")
@@ -185,6 +188,7 @@ def validate_posts(
     progress: bool = False,
     workers: int | None = None,
     max_text_chars: int | None = MAX_TEXT_CHARS,
+    image_hint: str | None = None,
 ) -> ValidationReport:
     """Check every post and return one report.
 
@@ -196,7 +200,8 @@ def validate_posts(
     ``require_labels`` a post without a label for a task is ``missing_label``. With ``check_images`` every
     referenced file is decoded (each distinct path once, on ``workers`` threads, default 4) with
     :func:`mmpost.data.images.check_image` and ``image_guards`` (``max_bytes``, ``max_pixels``); without it only
-    existence is checked.
+    existence is checked. When several image files are missing, the report's ``hints`` say where they were looked
+    for (``image_hint``: the pattern and folder that were tried) and the nearest existing names.
     """
     posts = list(posts)
     if require_labels and not tasks:
@@ -218,7 +223,9 @@ def validate_posts(
         _label_issues(p, allowed, list(tasks) if require_labels else [], add)
     issues.sort(key=lambda i: (i.index if i.index is not None else -1, ISSUE_KINDS.index(i.kind)
                                if i.kind in ISSUE_KINDS else 99))
-    return ValidationReport(n_posts=len(posts), issues=issues)
+    missing = [path for path, ok in exists.items() if not ok]
+    hint = missing_images_hint(missing, image_hint)
+    return ValidationReport(n_posts=len(posts), issues=issues, hints=[hint] if hint else [])
 
 
 _Add = Callable[[str, str, str], None]          # add(kind, field, message) for the post being checked
