@@ -19,7 +19,18 @@ from mmpost.objectives import ce, itc, itm  # noqa: F401  (registers objectives)
 from mmpost.relate import clustering, sampling  # noqa: F401  (registers clusterers and samplers)
 
 __version__ = "0.1.0"
-__all__ = ["Post", "load", "registry", "__version__"]
+__all__ = ["Post", "fit", "load", "registry", "__version__"]
+
+
+def fit(df, **kwargs):
+    """Train on a pandas DataFrame and return the loaded model (``mmpost.apps.fit.fit``)::
+
+        model = mmpost.fit(df, text="tweet", image="photo", image_root="photos/", label="label", train__epochs=5)
+        model.predict(new_df)      # a DataFrame: id, label, p_<label> ..., image_used
+        model.evaluate(test_df)    # {split: {task: metrics}}
+    """
+    from mmpost.apps.fit import fit as _fit
+    return _fit(df, **kwargs)
 
 
 def load(run_dir):

@@ -53,16 +53,24 @@ def demo(
 
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML recipe (see configs/). Not needed with --resume.", dir_okay=False)] = None,
+    config: Annotated[Optional[Path], typer.Argument(help="YAML recipe (see configs/), or a data file (CSV, TSV, .txt, JSONL, Parquet) with --text and --label. Not needed with --resume.", dir_okay=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. objectives.itc.enabled=true train.epochs=5")] = None,
+    text: Annotated[Optional[list[str]], typer.Option("--text", help="A data file's text column (repeatable: the columns are joined).")] = None,
+    image: Annotated[Optional[str], typer.Option(help="A data file's image column (file names, or ids with --image-pattern).")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="Folder of the images (default: the data file's folder).", file_okay=False)] = None,
+    image_pattern: Annotated[Optional[str], typer.Option(help='How an image cell becomes a file name, e.g. "{}.jpg"; "{}.*" takes any image extension.')] = None,
+    label: Annotated[Optional[list[str]], typer.Option("--label", help="A data file's label column, or TASK=COLUMN (repeatable: one task each).")] = None,
+    id_column: Annotated[Optional[str], typer.Option("--id", help="A data file's post id column (default: row numbers).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its last checkpoint (its config.yaml is used).", file_okay=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N training batches within an epoch (0: at epoch ends only; same as train.checkpoint_every=N), so a killed run loses at most N batches.", min=0)] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train a model from a YAML recipe and write a run folder: `model.safetensors`, `config.yaml`,
-    `metrics.json`, `report.md`, `confusion_test.png`, `log.csv`, `checkpoints/`.
+    """Train a model from a YAML recipe, or straight from a data file, and write a run folder:
+    `model.safetensors`, `config.yaml` (the resolved recipe: repeat or edit it), `metrics.json`, `report.md`,
+    `confusion_test.png`, `log.csv`, `checkpoints/`.
 
-    Example: `mmpost train configs/memes.yaml objectives.itc.enabled=true objectives.itm.enabled=true`
+    Examples: `mmpost train posts.csv --text tweet --image photo --image-root photos --label sentiment` (no YAML;
+    the defaults), `mmpost train configs/memes.yaml objectives.itc.enabled=true objectives.itm.enabled=true`
 
     After a crash or Ctrl-C: `mmpost train --resume runs/<run>` goes on from the last checkpoint (the last
     finished epoch, or batch with `--checkpoint-every N`) and ends where an uninterrupted run would have. The first
@@ -82,8 +90,17 @@ def train(
             cfg = load_config(resume / "config.yaml", overrides)
             cfg.out_dir, cfg.name = str(resume.parent), resume.name
         elif config is None:
-            raise ConfigError("give a YAML recipe, or --resume RUN_DIR")
+            raise ConfigError("give a YAML recipe, a data file with --text and --label, or --resume RUN_DIR")
+        elif config.suffix.lower() not in (".yaml", ".yml"):
+            from mmpost.apps.quick_recipe import label_columns, manifest_overrides
+            if not config.exists():
+                raise ConfigError(f"data file not found: {config}")
+            cfg = load_config(None, manifest_overrides(config, text=text or [], labels=label_columns(label or []),
+                                                       image=image, image_root=image_root, image_pattern=image_pattern,
+                                                       id_column=id_column) + list(overrides or []))
         else:
+            if text or label or image:
+                raise ConfigError("--text, --image and --label describe a data file; a YAML recipe has data.columns")
             cfg = load_config(config, overrides)
         if cfg.name is None and is_multiprocess(cfg.fabric):    # every process must write into the one run folder
             from mmpost.apps.train import run_name

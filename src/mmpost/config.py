@@ -258,7 +258,8 @@ def read_recipe(p: Path) -> Any:
     if not p.exists():
         raise ConfigError(f"config file not found: {p}")
     if p.suffix.lower() not in (".yaml", ".yml"):
-        raise ConfigError(f"{p} is not a YAML recipe (.yaml/.yml); data files go in data.path")
+        raise ConfigError(f"{p} is not a YAML recipe (.yaml/.yml); data files go in data.path, or train on one "
+                          "directly: mmpost train FILE --text COLUMN --label COLUMN")
     try:
         recipe = OmegaConf.load(p)
     except Exception as e:

@@ -16,6 +16,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from mmpost.apps.build import build_model, build_tower
 from mmpost.apps.datasets import build_datasets
+from mmpost.apps.frames import evaluate_frame, frame_posts, is_frame, records_frame
 from mmpost.apps.run_calibration import load_calibration
 from mmpost.config import RunConfig, load_config
 from mmpost.data.dataset import unwrap
@@ -165,13 +166,22 @@ class Predictor:
         """Prediction records (:mod:`mmpost.evaluation.predictions`) of this run's tasks."""
         return prediction_records(ids, self.tasks, probs, image_used, gold, decimals, probs_raw)
 
-    def predict(self, posts: Sequence[Post], **kwargs) -> list[dict[str, Any]]:
+    def predict(self, posts: Sequence[Post] | Any, **kwargs) -> list[dict[str, Any]] | Any:
         """One prediction record per post (:mod:`mmpost.evaluation.predictions`): ``{"id", "label", "probs",
-        "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}`` for several; ``gold`` where
-        the post carries a label for the task."""
+        "probs_raw", "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}`` for several;
+        ``gold`` where the post carries a label for the task. A pandas DataFrame (read with the run's column
+        mapping) gives a DataFrame: ``id``, ``label``, ``p_<label>`` ..., ``image_used``, ``gold``."""
+        if is_frame(posts):
+            frame_input = frame_posts(self, posts)
+            return records_frame(self.predict(frame_input, **kwargs), self.tasks)
         s = self.scores(posts, **kwargs)
         return self.records([p.id for p in posts], s.probs, s.image_used, [p.labels for p in posts],
                             probs_raw=s.probs_raw)
+
+
+    def evaluate(self, df: Any, progress: bool = False) -> dict:
+        """Metrics ``{split: {task: {...}}}`` of a labelled DataFrame (as ``mmpost evaluate RUN --data FILE``)."""
+        return evaluate_frame(self, df, progress)
 
 
 def load(run_dir: str | Path) -> Predictor:
