@@ -95,6 +95,10 @@ def train(
             from mmpost.apps.quick_recipe import label_columns, manifest_overrides
             if not config.exists():
                 raise ConfigError(f"data file not found: {config}")
+            if not text or not label:
+                raise ConfigError(f"{config} is a data file: say which columns to read with --text COLUMN and "
+                                  "--label COLUMN (or TASK=COLUMN), and --image COLUMN for images; or give a YAML "
+                                  "recipe")
             cfg = load_config(None, manifest_overrides(config, text=text or [], labels=label_columns(label or []),
                                                        image=image, image_root=image_root, image_pattern=image_pattern,
                                                        id_column=id_column) + list(overrides or []))
