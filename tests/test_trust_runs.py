@@ -165,3 +165,18 @@ def test_temperature_and_bias_are_saved_and_applied(tmp_path, toy_csv):
     assert list(record["probs"].values()) == pytest.approx(list(np.exp(z) / np.exp(z).sum()), abs=1e-4)
     with pytest.raises(ConfigError, match="calibration must be one of"):
         load_config(None, ["calibration=platt"])
+
+
+def test_every_run_writes_a_model_card(binary_run):
+    from omegaconf import OmegaConf
+    card = (binary_run / "README.md").read_text()
+    head, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+    meta = OmegaConf.create(head)
+    assert meta.library_name == "mmpost"
+    results = meta["model-index"][0].results[0]
+    wf1 = json.loads((binary_run / "metrics.json").read_text())["test"]["mood"]["weighted_f1"]
+    assert results.task.name == "mood" and results.metrics[0].value == pytest.approx(wf1, abs=1e-4)
+    for section in ("## Training data", "## Tasks and labels", "## Evaluation", "## Calibration",
+                    "## Intended use and limits", "## How it was made"):
+        assert section in body
+    assert f"{wf1:.3f}" in body and "majority class" in body and "`red`" in body and "config.yaml" in body

@@ -8,7 +8,7 @@ import numpy as np
 
 from mmpost.apps.prepare import PreparedData
 from mmpost.apps.run_calibration import calibrated, calibration_rows, fit_calibration, reliability_figure
-from mmpost.atomic import atomic_write_json
+from mmpost.atomic import atomic_write_json, atomic_write_text
 from mmpost.config import RunConfig
 from mmpost.data.tasks import TaskSpec
 from mmpost.engine.loop import FitState, Predictions, predict
@@ -95,6 +95,31 @@ def add_calibration(run_dir: Path, data: PreparedData, reports: list[TaskReport]
                                                     len(data.tasks))
 
 
+def the_command(run_dir: Path) -> str:
+    """The command line that made the run, when it came from the ``mmpost`` command; else how to repeat it."""
+    import shlex
+    import sys
+    if Path(sys.argv[0]).name == "mmpost":
+        return shlex.join(["mmpost", *sys.argv[1:]])
+    return f"mmpost train {shlex.quote(str(run_dir / 'config.yaml'))}   # made from Python; this repeats it"
+
+
+def write_card(run_dir: Path, cfg: RunConfig, data: PreparedData, metrics: dict, baselines: dict,
+               calibration: Calibration) -> None:
+    """README.md: the run's model card (:mod:`mmpost.evaluation.model_card`)."""
+    from mmpost.evaluation.model_card import model_card
+    source = cfg.data.path or ", ".join(cfg.data.files.values()) or cfg.data.source
+    counts = ", ".join(f"{k} {len(v):,}" for k, v in data.splits.items())
+    enc = (f"text `{cfg.text_encoder.name}` ({'fine-tuned' if cfg.text_encoder.trainable else 'frozen'}), image "
+           f"`{cfg.image_encoder.name}` ({'fine-tuned' if cfg.image_encoder.trainable else 'frozen'})")
+    card = model_card(name=run_dir.name, tasks=data.tasks, metrics=metrics, baselines=baselines,
+                      data=f"`{source}` (data.source `{cfg.data.source}`): {counts} posts; split saved in "
+                           "`splits.csv`.", encoders=enc,
+                      model=f"`{cfg.model.name}`, objectives {cfg.objectives.aux_name()}",
+                      calibration=calibration.temperatures, command=the_command(run_dir), notes=data.notes)
+    atomic_write_text(run_dir / "README.md", card)
+
+
 def evaluate_and_report(run_dir: Path, cfg: RunConfig, data: PreparedData, datasets, loaders, fabric, fstep,
                         result: FitState) -> tuple[dict, dict]:
     """calibration.json (temperatures fitted on dev), metrics.json ({split: {task: metrics}}), report.md and the
@@ -115,6 +140,7 @@ def evaluate_and_report(run_dir: Path, cfg: RunConfig, data: PreparedData, datas
     for split, name in (("dev", DEV_PREDICTIONS), ("test", TEST_PREDICTIONS)):
         if split in predictions:
             save_predictions(run_dir / name, data, split, datasets, predictions[split], raw[split])
+    write_card(run_dir, cfg, data, metrics, {r.task: r.baseline for r in reports}, calibration)
     names = data.task if len(data.tasks) == 1 else f"{len(data.tasks)} tasks"
     write_tasks_report(run_dir, title=f"{cfg.model.name} · {cfg.objectives.aux_name()} · {names}", tasks=reports,
                        notes=run_notes(cfg, data, datasets, result), history=result.history)
