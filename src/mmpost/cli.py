@@ -78,34 +78,14 @@ def train(
     """
     _setup(verbose)
     from mmpost.apps.train import train as run_train
-    from mmpost.config import ConfigError, load_config
+    from mmpost.config import ConfigError
     from mmpost.data.validate import DataValidationError
     from mmpost.engine.checkpoint import CheckpointWriteError
     from mmpost.engine.loop import TrainingInterrupted
     from mmpost.engine.setup import is_multiprocess, is_rank_zero, rank_zero_value
     try:
-        if resume is not None:
-            if config is not None and config.suffix.lower() not in (".yaml", ".yml"):
-                overrides, config = [str(config), *(overrides or [])], None
-            cfg = load_config(resume / "config.yaml", overrides)
-            cfg.out_dir, cfg.name = str(resume.parent), resume.name
-        elif config is None:
-            raise ConfigError("give a YAML recipe, a data file with --text and --label, or --resume RUN_DIR")
-        elif config.suffix.lower() not in (".yaml", ".yml"):
-            from mmpost.apps.quick_recipe import label_columns, manifest_overrides
-            if not config.exists():
-                raise ConfigError(f"data file not found: {config}")
-            if not text or not label:
-                raise ConfigError(f"{config} is a data file: say which columns to read with --text COLUMN and "
-                                  "--label COLUMN (or TASK=COLUMN), and --image COLUMN for images; or give a YAML "
-                                  "recipe")
-            cfg = load_config(None, manifest_overrides(config, text=text or [], labels=label_columns(label or []),
-                                                       image=image, image_root=image_root, image_pattern=image_pattern,
-                                                       id_column=id_column) + list(overrides or []))
-        else:
-            if text or label or image:
-                raise ConfigError("--text, --image and --label describe a data file; a YAML recipe has data.columns")
-            cfg = load_config(config, overrides)
+        cfg = _train_config(config, overrides, resume, dict(text=text, label=label, image=image, image_root=image_root,
+                                                            image_pattern=image_pattern, id_column=id_column))
         if cfg.name is None and is_multiprocess(cfg.fabric):    # every process must write into the one run folder
             from mmpost.apps.train import run_name
             cfg.name = rank_zero_value(cfg.fabric, run_name(cfg))
@@ -126,6 +106,36 @@ def train(
         _fail(e)
     if is_rank_zero():
         _metrics_table(str(result.run_dir), {**result.metrics, "majority": result.baselines})
+
+
+def _train_config(config: Optional[Path], overrides: Optional[list[str]], resume: Optional[Path], columns: dict):
+    """The run config of `mmpost train`: a resumed run's, a YAML recipe's, or a data file's (``columns``: the
+    --text / --label / --image options)."""
+    from mmpost.config import ConfigError, load_config
+    if resume is not None:
+        if config is not None and config.suffix.lower() not in (".yaml", ".yml"):
+            overrides, config = [str(config), *(overrides or [])], None
+        cfg = load_config(resume / "config.yaml", overrides)
+        cfg.out_dir, cfg.name = str(resume.parent), resume.name
+    elif config is None:
+        raise ConfigError("give a YAML recipe, a data file with --text and --label, or --resume RUN_DIR")
+    elif config.suffix.lower() not in (".yaml", ".yml"):
+        from mmpost.apps.quick_recipe import label_columns, manifest_overrides
+        if not config.exists():
+            raise ConfigError(f"data file not found: {config}")
+        if not columns["text"] or not columns["label"]:
+            raise ConfigError(f"{config} is a data file: say which columns to read with --text COLUMN and "
+                              "--label COLUMN (or TASK=COLUMN), and --image COLUMN for images; or give a YAML "
+                              "recipe")
+        over = manifest_overrides(config, text=columns["text"], labels=label_columns(columns["label"]),
+                                  image=columns["image"], image_root=columns["image_root"],
+                                  image_pattern=columns["image_pattern"], id_column=columns["id_column"])
+        cfg = load_config(None, over + list(overrides or []))
+    else:
+        if columns["text"] or columns["label"] or columns["image"]:
+            raise ConfigError("--text, --image and --label describe a data file; a YAML recipe has data.columns")
+        cfg = load_config(config, overrides)
+    return cfg
 
 
 @app.command()
