@@ -25,6 +25,7 @@ from mmpost.apps.predictor import Predictor
 from mmpost.apps.prepare import column_mapping
 from mmpost.atomic import atomic_write_json
 from mmpost.config import ColumnsConfig, load_config, resolve
+from mmpost.data.file_columns import complete_mapping
 from mmpost.data.manifest import ColumnMapping, iter_manifest
 from mmpost.data.post import Post
 from mmpost.evaluation.predictions import prediction_line
@@ -155,7 +156,8 @@ def _manifest(run_dir: Path, data: str, overrides: list[str] | None) -> tuple[st
     p = Path(data).expanduser()
     columns: ColumnsConfig = replace(cfg.data.columns, labels={}, label_values={}, split=None)
     dcfg = replace(cfg.data, source="manifest", path=str(p.resolve()) if p.exists() else data, columns=columns)
-    return str(resolve(dcfg, dcfg.path)), column_mapping(dcfg)
+    path = str(resolve(dcfg, dcfg.path))
+    return path, complete_mapping(path, column_mapping(dcfg))
 
 
 def _predict_chunk(predictor: Predictor, posts: list[Post], *, batch_size: int, cache: bool):
