@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import re
 from dataclasses import replace
 
-from .columns import ColumnMapping
-from .readers import _detect_format
+from .columns import ColumnMapping, ManifestError
+from .readers import _csv_kwargs, _detect_format
 
 log = logging.getLogger(__name__)
 IMAGE_LIKE = re.compile(r"image|img|photo|picture|pic\b|media|file", re.IGNORECASE)
@@ -29,13 +28,9 @@ def file_columns(path: str, mapping: ColumnMapping) -> list[str]:
                 first = next((line for line in f if line.strip()), "{}")
                 obj = json.loads(first)
                 return list(obj) if isinstance(obj, dict) else []
-            opts = dict(mapping.csv_options)
-            if "sep" in opts:
-                opts["delimiter"] = opts.pop("sep")
-            if "delimiter" not in opts and os.path.splitext(path)[1].lower() == ".tsv":
-                opts["delimiter"] = "\t"
-            return [h.strip().lstrip("\ufeff") for h in next(csv.reader(f, **opts), [])]
-    except (OSError, ValueError, UnicodeDecodeError, TypeError):
+            return [h.strip().lstrip("\ufeff") for h in next(csv.reader(f, **_csv_kwargs(path, mapping.csv_options)),
+                                                                 [])]
+    except (OSError, ValueError, UnicodeDecodeError, TypeError, ManifestError):
         return []
 
 

@@ -112,6 +112,14 @@ def tasks_to_json(tasks: Sequence[Task]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- records
 
 
+def threshold_decision(task: Task, probs: Any) -> Any:
+    """A binary task's operating point: the positive label's index where its probability reaches the threshold,
+    else the other's (``probs``: one post's [C] or an array [N, C])."""
+    import numpy as np
+    pos = task.labels.index(task.positive)
+    return np.where(np.asarray(probs)[..., pos] >= task.threshold, pos, 1 - pos)
+
+
 def predicted_label(task: Task, probs: Sequence[float]) -> str | list[str]:
     """The most probable label, or for a multi-label task every label at or above the threshold."""
     if len(probs) != len(task.labels):
@@ -119,8 +127,7 @@ def predicted_label(task: Task, probs: Sequence[float]) -> str | list[str]:
     if task.multi_label:
         return [name for name, p in zip(task.labels, probs) if p >= MULTI_LABEL_THRESHOLD]
     if task.threshold is not None and task.positive is not None:
-        pos = task.labels.index(task.positive)
-        return task.labels[pos] if probs[pos] >= task.threshold else task.labels[1 - pos]
+        return task.labels[threshold_decision(task, probs)]
     best = max(range(len(probs)), key=lambda k: probs[k])       # the first of equals, as numpy's argmax
     return task.labels[best]
 

@@ -14,7 +14,7 @@ from mmpost.data.dataset import label_ids
 from mmpost.data.post import Post
 from mmpost.evaluation.metrics import classification_metrics, confusion, per_class
 from mmpost.evaluation.multi_label import decisions, gold_matrix, multi_label_metrics, multi_label_per_class
-from mmpost.evaluation.predictions import Task
+from mmpost.evaluation.predictions import Task, threshold_decision
 from mmpost.evaluation.uncertainty import weighted_f1_ci
 
 
@@ -53,8 +53,7 @@ def decided(task: Task, probs: np.ndarray) -> np.ndarray:
     if not len(probs):
         return np.zeros(0, dtype=np.int64)
     if task.threshold is not None and task.positive is not None:
-        pos = task.labels.index(task.positive)
-        return np.where(probs[:, pos] >= task.threshold, pos, 1 - pos)
+        return threshold_decision(task, probs)
     return probs.argmax(1)
 
 
