@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mmpost.apps.predictor import Predictor
-from mmpost.apps.prepare import column_mapping
+from mmpost.apps.prepare import adapter_file, column_mapping, in_own_layout
 from mmpost.atomic import atomic_write_json
-from mmpost.config import ColumnsConfig, load_config, resolve
+from mmpost.config import ColumnsConfig, RunConfig, load_config, resolve
 from mmpost.data.file_columns import complete_mapping
 from mmpost.data.manifest import ColumnMapping, iter_manifest
 from mmpost.data.post import Post
@@ -115,12 +115,11 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
         raise ValueError(f"chunk must be at least 1 post, got {chunk}")
     run_dir, out = Path(run_dir), Path(out)
     predictor = Predictor(run_dir)
-    manifest, mapping = _manifest(run_dir, data, overrides)
+    manifest, stream = _posts(run_dir, data, overrides)
     part, owner_file = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.json")
     labels = predictor.labels if len(predictor.tasks) == 1 else {t.name: list(t.labels) for t in predictor.tasks}
     owner = {"run": str(run_dir.resolve()), "data": str(Path(manifest).resolve()), "labels": labels,
              "overrides": list(overrides or [])}
-    stream = iter_manifest(manifest, mapping)
     first = next(stream, None)            # a file that cannot be read fails here, before anything is written
     posts = itertools.chain([first] if first is not None else [], stream)
     counts = {"posts": 0, "without_image": 0, "resumed": 0}
@@ -150,9 +149,18 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     return counts
 
 
-def _manifest(run_dir: Path, data: str, overrides: list[str] | None) -> tuple[str, ColumnMapping]:
-    """The data file, and the run's column mapping for it (without labels or splits: not needed to predict)."""
+def _posts(run_dir: Path, data: str, overrides: list[str] | None) -> tuple[str, Iterator[Post]]:
+    """The data file and its posts: read by the run's dataset adapter when the file is in that dataset's own layout
+    (a small file, read whole), else streamed as a manifest with the run's column mapping."""
     cfg = load_config(run_dir / "config.yaml", overrides)
+    if in_own_layout(cfg.data, data):
+        return str(Path(data).expanduser().resolve()), iter(adapter_file(cfg.data, data)[0])
+    path, mapping = _manifest(cfg, data)
+    return path, iter_manifest(path, mapping)
+
+
+def _manifest(cfg: RunConfig, data: str) -> tuple[str, ColumnMapping]:
+    """The data file, and the run's column mapping for it (without labels or splits: not needed to predict)."""
     p = Path(data).expanduser()
     columns: ColumnsConfig = replace(cfg.data.columns, labels={}, label_values={}, split=None)
     dcfg = replace(cfg.data, source="manifest", path=str(p.resolve()) if p.exists() else data, columns=columns)
