@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mmpost.apps.prepare import PreparedData, in_own_layout, prepare
-from mmpost.config import load_config
+from mmpost.config import load_config, resolve
+from mmpost.data.file_columns import complete_mapping
 from mmpost.data.saved_splits import SPLITS_FILE
 from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.report import TaskReport, write_metrics, write_tasks_report
@@ -59,6 +60,8 @@ def _prepared(run_dir: Path, predictor: Any, data: str | None, overrides: list[s
         p = Path(data).expanduser()
         dcfg = replace(dcfg, source="manifest", path=str(p.resolve()) if p.exists() else data, limit=None,
                        files={}, splits_from=None)
+        path = str(resolve(dcfg, dcfg.path))
+        dcfg = replace(dcfg, columns=complete_mapping(path, dcfg.columns, [t.name for t in predictor.tasks]))
     elif (run_dir / SPLITS_FILE).exists():
         dcfg = replace(dcfg, splits_from=str(run_dir))
     return prepare(dcfg, predictor.task, labels=predictor.labels, progress=progress, require_splits=False)
