@@ -468,7 +468,7 @@ def datasets() -> None:
         typer.echo(f"    images:  {src.default_image_root or 'not shipped (give data.image_root)'}")
 
 
-from mmpost import cli_trust  # noqa: E402,F401  (registers cv, calibrate, label-issues)
+from mmpost import cli_init, cli_trust  # noqa: E402,F401  (register init; cv, calibrate, label-issues)
 
 
 def main() -> None:
