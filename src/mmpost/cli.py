@@ -187,6 +187,9 @@ def predict(
                               cache=cache)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
+    from mmpost.engine.setup import is_rank_zero
+    if not is_rank_zero():
+        return
     resumed = f"; {counts['resumed']} were done before the interruption" if counts["resumed"] else ""
     typer.echo(f"{counts['posts']} posts → {out} ({counts['without_image']} predicted without an image{resumed})")
 
