@@ -164,10 +164,13 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.", exists=True, file_okay=False)],
     data: Annotated[str, typer.Option(help="A CSV/JSONL manifest, read with the run's column mapping (no labels needed).")],
     out: Annotated[Path, typer.Option(help="Where to write one JSON line per post.")] = Path("predictions.jsonl"),
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="data.* overrides, e.g. data.columns.image_root=/imgs")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="data.* overrides, e.g. data.columns.image_root=/imgs; fabric.* to shard over processes, e.g. fabric.devices=2")] = None,
     chunk: Annotated[int, typer.Option(help="Posts read, predicted and written (then fsynced) at a time; memory does not grow with the file.", min=1)] = 1024,
     batch_size: Annotated[int, typer.Option(help="Posts per model batch.", min=1)] = 128,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and extend the run's feature cache (worth it for posts you will predict again); by default a chunk's features are thrown away.")] = False,
+    engine: Annotated[str, typer.Option(help="torch: this machine's processes (fabric.devices=N fabric.num_nodes=M shard the file); ray: Ray Data on a Ray cluster, writing a folder of Parquet files (pip install \"mmpost[ray]\").")] = "torch",
+    address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: a local one.")] = None,
+    workers: Annotated[int, typer.Option(help="--engine ray: Ray workers, each with the model loaded once.", min=1)] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "probs_raw": {...},
@@ -179,13 +182,28 @@ def predict(
     `image_used` says so. The manifest is streamed: results go to `OUT.part` chunk by chunk, and `OUT` appears
     (in one rename) only when complete. After a crash or Ctrl-C, run the same command again: finished posts are
     skipped.
+
+    Several processes: `mmpost predict RUN --data F fabric.devices=4` (or under torchrun / SLURM with
+    `fabric.num_nodes`) gives each process every N-th chunk and merges them into the file one process writes.
+    Ray: `--engine ray --workers 8 [--address auto] --out preds/` writes Parquet.
     """
     _setup(verbose)
     from mmpost.apps.predict import predict_file
+    if engine not in ("torch", "ray"):
+        raise typer.BadParameter(f"--engine must be torch or ray, got {engine!r}")
     try:
-        counts = predict_file(run_dir, data, out, overrides=overrides, chunk=chunk, batch_size=batch_size,
-                              cache=cache)
-    except (ValueError, FileNotFoundError) as e:
+        if engine == "ray":
+            from mmpost.apps.predict_ray import predict_with_ray
+            roots = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("data.columns.image_root=")]
+            if len(roots) != len(overrides or []):
+                raise ValueError("--engine ray reads the file with the run's columns: the one override it takes is "
+                                 "data.columns.image_root=FOLDER")
+            counts = predict_with_ray(run_dir, data, out, address=address, workers=workers, chunk=chunk,
+                                      batch_size=batch_size, image_root=roots[-1] if roots else None)
+        else:
+            counts = predict_file(run_dir, data, out, overrides=overrides, chunk=chunk, batch_size=batch_size,
+                                  cache=cache)
+    except (ValueError, FileNotFoundError, ImportError) as e:
         _fail(e)
     from mmpost.engine.setup import is_rank_zero
     if not is_rank_zero():
