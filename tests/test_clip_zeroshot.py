@@ -47,7 +47,7 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def recipe(tmp_path, csv: str, path: str) -> list[str]:
-    return tiny_overrides(tmp_path, csv) + [f"text_encoder.name=hf-clip", f"text_encoder.path={path}",
+    return tiny_overrides(tmp_path, csv) + ["text_encoder.name=hf-clip", f"text_encoder.path={path}",
                                             "text_encoder.trainable=false", "text_encoder.precision=fp32",
                                             "image_encoder.name=hf-clip", f"image_encoder.path={path}"]
 

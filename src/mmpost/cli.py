@@ -435,8 +435,10 @@ def datasets() -> None:
         typer.echo(f"    images:  {src.default_image_root or 'not shipped (give data.image_root)'}")
 
 
-from mmpost import cli_trust  # noqa: E402,F401  (registers cv, calibrate, label-issues)
-from mmpost import cli_clip  # noqa: E402,F401  (registers zeroshot, similarity)
+from mmpost import (  # noqa: E402
+    cli_clip,  # noqa: F401  (registers zeroshot, similarity)
+    cli_trust,  # noqa: F401  (registers cv, calibrate, label-issues)
+)
 
 
 def main() -> None:

@@ -30,12 +30,21 @@ def _label_texts(pairs: Optional[list[str]]) -> dict[str, str]:
 
 @app.command()
 def zeroshot(
-    config: Annotated[Optional[Path], typer.Argument(help="A recipe: its data, tasks and hf-clip encoders (default: the embedded synthetic set).", dir_okay=False)] = None,
+    config: Annotated[Optional[Path], typer.Argument(
+        help="A recipe: its data, tasks and hf-clip encoders (default: the embedded synthetic set).",
+        dir_okay=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. task=sarcasm")] = None,
-    template: Annotated[Optional[list[str]], typer.Option("--template", help='A prompt with {label} in it (repeatable: the templates are averaged). Default: "a post that is {label}".')] = None,
-    checkpoint: Annotated[Optional[str], typer.Option(help="A CLIP or SigLIP checkpoint (hub name or folder) for both towers; default: the recipe's hf-clip encoders.")] = None,
-    label_text: Annotated[Optional[list[str]], typer.Option("--label-text", help="LABEL=TEXT: the words a label stands for in the prompts (default: its name, _ as spaces). Repeatable.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: OUT_DIR/zeroshot-<task>-<time>).", file_okay=False)] = None,
+    template: Annotated[Optional[list[str]], typer.Option(
+        "--template", help='A prompt with {label} in it (repeatable: the templates are averaged). '
+                           'Default: "a post that is {label}".')] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(
+        help="A CLIP or SigLIP checkpoint (hub name or folder) for both towers; default: the recipe's hf-clip "
+             "encoders.")] = None,
+    label_text: Annotated[Optional[list[str]], typer.Option(
+        "--label-text", help="LABEL=TEXT: the words a label stands for in the prompts (default: its name, _ as "
+                             "spaces). Repeatable.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: OUT_DIR/zeroshot-<task>-<time>).",
+                                                           file_okay=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Score a task with a CLIP or SigLIP checkpoint and no training: each post's image against a prompt per label
@@ -48,7 +57,8 @@ def zeroshot(
     --template "a {label} meme" --label-text not_sarcastic="plain"`
     """
     setup_logging(verbose)
-    from mmpost.apps.zeroshot import DEFAULT_TEMPLATES, checkpoint_overrides, zeroshot as run_zeroshot
+    from mmpost.apps.zeroshot import DEFAULT_TEMPLATES, checkpoint_overrides
+    from mmpost.apps.zeroshot import zeroshot as run_zeroshot
     from mmpost.config import ConfigError, load_config
     from mmpost.data.validate import DataValidationError
     config, extra = _recipe_and_overrides(config, overrides)
@@ -66,12 +76,21 @@ def zeroshot(
 
 @app.command()
 def similarity(
-    source: Annotated[Optional[Path], typer.Argument(help="A finished run (ideally trained with objectives.itc.enabled=true on another task than the relation); with --checkpoint, a recipe for the posts (default: the embedded synthetic set).")] = None,
-    config: Annotated[Optional[Path], typer.Argument(help="With a run: a recipe for the posts to score (default: the run's own data).", dir_okay=False)] = None,
+    source: Annotated[Optional[Path], typer.Argument(
+        help="A finished run (ideally trained with objectives.itc.enabled=true on another task than the relation); "
+             "with --checkpoint, a recipe for the posts (default: the embedded synthetic set).")] = None,
+    config: Annotated[Optional[Path], typer.Argument(
+        help="With a run: a recipe for the posts to score (default: the run's own data).", dir_okay=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of that recipe")] = None,
-    checkpoint: Annotated[Optional[str], typer.Option(help="A CLIP or SigLIP checkpoint (hub name or folder): its own cosine, untrained, as the ITRp paper measures label quality.")] = None,
-    task: Annotated[str, typer.Option(help="The label that carries the relation: relation (codes XY) or any task of posts that also have text_represented and image_adds.")] = "relation",
-    out: Annotated[Optional[Path], typer.Option(help="JSON file for the result (default: RUN_DIR/relation_similarity.json, or relation_similarity.json here with --checkpoint).")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(
+        help="A CLIP or SigLIP checkpoint (hub name or folder): its own cosine, untrained, as the ITRp paper "
+             "measures label quality.")] = None,
+    task: Annotated[str, typer.Option(
+        help="The label that carries the relation: relation (codes XY) or any task of posts that also have "
+             "text_represented and image_adds.")] = "relation",
+    out: Annotated[Optional[Path], typer.Option(
+        help="JSON file for the result (default: RUN_DIR/relation_similarity.json, or relation_similarity.json "
+             "here with --checkpoint).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """How well an image-text similarity ranks posts by relation strength: Spearman's rho between a cosine and the

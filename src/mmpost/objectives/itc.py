@@ -181,7 +181,8 @@ class ITCLoss(Loss):
         return 1.0 / self.temperature
 
     def stats(self) -> dict[str, float]:
-        return {"temperature": self.temperature, **({} if self.bias is None else {"itc_bias": float(self.bias.detach())})}
+        bias = {} if self.bias is None else {"itc_bias": float(self.bias.detach())}
+        return {"temperature": self.temperature, **bias}
 
     def vectors(self, output: ModelOutput) -> tuple[Tensor, Tensor]:
         """The pair ITC contrasts: the family's projections, or the towers' pooled vectors (checkpoint space)."""
