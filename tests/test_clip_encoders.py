@@ -178,3 +178,15 @@ def test_side_and_path_are_required(tmp_path):
         build_tower(EncoderConfig(name="hf-clip", path=str(tmp_path)))
     with pytest.raises(ValueError, match="image_encoder.path"):
         build_tower(EncoderConfig(name="hf-clip", side="image"))
+
+
+def test_the_clip_recipes_load():
+    from pathlib import Path
+
+    from mmpost.config import load_config
+    recipes = sorted(Path("configs/paper").glob("*clip*.yaml"))
+    assert len(recipes) >= 6
+    for recipe in recipes:
+        cfg = load_config(recipe)
+        assert cfg.text_encoder.name == cfg.image_encoder.name == "hf-clip", recipe
+        assert cfg.text_encoder.path == cfg.image_encoder.path, recipe

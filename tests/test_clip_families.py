@@ -131,3 +131,21 @@ def test_cma_clip_reports_modality_weights(checkpoints, tmp_path, toy_csv):
     w = model.modality_weights(batch)
     assert w.shape == (4, 2) and torch.allclose(w.sum(1), torch.ones(4))
     assert w[1].tolist() == [1.0, 0.0]                                   # no image: all on the text
+
+
+@pytest.mark.parametrize("family", ["lxmert", "emoticon"])
+def test_other_families_take_clip_towers(family, checkpoints, tmp_path, toy_csv):
+    from mmpost.apps.prepare import prepare
+    from mmpost.apps.training_setup import make_datasets
+    path = checkpoints["siglip"]
+    widths = ["model.hidden=16", "model.proj_dim=8", "model.heads=2"] if family == "emoticon" else [
+        "model.layers=1", "model.proj_dim=8"]
+    over = [o for o in tiny_overrides(tmp_path, toy_csv) if not o.startswith("model.")]
+    cfg = load_config(None, over + [o for o in clip_overrides(path, family) if not o.startswith("model.")]
+                      + [f"model.name={family}", *widths])
+    data = prepare(cfg.data, cfg.tasks, progress=False)
+    text_tower, image_tower = towers(path)
+    model = build_model(cfg.model, text_tower, image_tower, 3)
+    batch = make_datasets(data, cfg, text_tower, image_tower)["train"].__getitems__(list(range(4)))
+    out = model(batch)
+    assert out.logits.shape == (4, 3) and torch.isfinite(out.logits).all()
