@@ -175,7 +175,7 @@ def _processor_size(processor) -> int:
 
 @register("encoder", "hf-clip")
 def hf_clip(*, path: str | None = None, side: str | None = None, max_length: int = 128, precision: str = "fp32",
-            image_size: int | None = None, **_: object) -> ClipTextTower | ClipImageTower:
+            image_size: int | None = None, pooling: str | None = None, **_: object) -> ClipTextTower | ClipImageTower:
     """The ``side`` (text | image) tower of the CLIP or SigLIP checkpoint at ``path``."""
     key = f"{side}_encoder"
     if side not in ("text", "image"):
@@ -184,6 +184,9 @@ def hf_clip(*, path: str | None = None, side: str | None = None, max_length: int
     if not path:
         raise ValueError(f"{key}.name=hf-clip needs {key}.path: a CLIP or SigLIP checkpoint (a hub name such as "
                          "openai/clip-vit-base-patch32, or a folder)")
+    if pooling is not None:
+        raise ValueError(f"{key}.pooling: hf-clip pools as the checkpoint does (its get_text_features / "
+                         "get_image_features); leave it unset")
     if side == "text":
         return ClipTextTower(path, max_length=max_length, precision=precision, key=key)
     if image_size is not None:
