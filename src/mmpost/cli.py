@@ -408,39 +408,6 @@ def relate(
 
 
 @app.command()
-def similarity(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run, ideally trained with objectives.itc.enabled=true on another task than the relation.", file_okay=False)],
-    config: Annotated[Optional[Path], typer.Argument(help="A recipe for the posts to score (default: the run's own data).", dir_okay=False)] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of that recipe")] = None,
-    task: Annotated[str, typer.Option(help="The label that carries the relation: relation (codes XY) or any task of posts that also have text_represented and image_adds.")] = "relation",
-    out: Annotated[Optional[Path], typer.Option(help="JSON file for the result (default: RUN_DIR/relation_similarity.json).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """How well the run's image-text similarity ranks posts by relation strength: Spearman's rho between the cosine
-    of the run's ITC projections and the 4-level score (1: text not represented, image adds nothing … 4: text
-    represented and image adds), on test and on the dataset's other test labelings (TIR: test_RM, test_RL).
-
-    ITRp uses this (with CLIP) to check label quality. Example, on the embedded default:
-    `mmpost train task=sentiment objectives.itc.enabled=true` then `mmpost similarity runs/<that run>`.
-    """
-    _setup(verbose)
-    from mmpost.apps.similarity import relation_similarity
-    from mmpost.config import ConfigError, load_config
-    try:
-        cfg = load_config(config, overrides or []) if config is not None or overrides else None
-        result = relation_similarity(run_dir, cfg, task=task, out=out or run_dir / "relation_similarity.json")
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(e)
-    rows = [[name, f"{r['rho']:.3f}", f"{r['p']:.1e}", str(r["n"]), str(r["skipped"]),
-             *("–" if r["mean_by_level"][lvl] is None else f"{r['mean_by_level'][lvl]:.3f}" for lvl in (1, 2, 3, 4))]
-            for name, r in result["splits"].items()]
-    _table(f"ITC similarity vs relation score · run trained on {result['run_task']}",
-           ["split", "Spearman rho", "p", "n", "skipped", "mean sim 1", "2", "3", "4"], rows, left=1)
-    for note in result["notes"]:
-        typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
-
-
-@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.", exists=True, file_okay=False)],
     out: Annotated[Optional[Path], typer.Option(help="The HTML file to write (default: RUN_DIR/run_report.html); the markdown twin and its figures folder go beside it.", dir_okay=False)] = None,
@@ -489,7 +456,11 @@ def datasets() -> None:
         typer.echo(f"    images:  {src.default_image_root or 'not shipped (give data.image_root)'}")
 
 
-from mmpost import cli_init, cli_trust  # noqa: E402,F401  (register init; cv, calibrate, label-issues)
+from mmpost import (  # noqa: E402
+    cli_clip,  # noqa: F401  (registers zeroshot, similarity)
+    cli_init,  # noqa: F401  (registers init)
+    cli_trust,  # noqa: F401  (registers cv, calibrate, label-issues)
+)
 
 
 def main() -> None:
