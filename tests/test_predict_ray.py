@@ -59,7 +59,8 @@ def test_the_callable_class_maps_batches_of_usual_columns(trained, local_ray, tm
     run, data = trained
     frame = pd.read_csv(data, dtype=str, keep_default_na=False).rename(columns={"post_id": "id", "body": "text"})
     ds = ray.data.from_pandas(frame.head(10))
-    out = ds.map_batches(mmpost.ray.Predictor, fn_constructor_kwargs={"run_dir": str(run)}, concurrency=1,
-                         batch_size=4, batch_format="pandas").to_pandas()
+    out = ds.map_batches(mmpost.ray.Predictor, fn_constructor_kwargs={"run_dir": str(run)},
+                         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5, batch_size=4,
+                         batch_format="pandas").to_pandas()
     assert sorted(out["id"]) == sorted(frame["id"].head(10))
     assert {"label", "image_used"} <= set(out.columns) and np.allclose(out.filter(like="p_").sum(axis=1), 1, atol=1e-5)

@@ -59,8 +59,13 @@ def predict_with_ray(run_dir: str | Path, data: str, out: str | Path, *, address
         rows = read_posts(ray, data)
         kwargs = {"run_dir": str(run_dir), "batch_size": batch_size,
                   "image_root": _image_root(run_dir, data, image_root)}
-        probs = rows.map_batches(Predictor, fn_constructor_kwargs=kwargs,
-                                 concurrency=workers, batch_size=chunk, batch_format="pandas")
+        # a worker holds up to a CPU, but one CPU stays free for the read and write tasks (each asks for a whole
+        # one), or the pipeline stalls with every CPU held by a worker waiting for input
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        per_worker = min(1.0, max(0.0, (cpus - 1.0) / workers))
+        probs = rows.map_batches(Predictor, fn_constructor_kwargs=kwargs, num_cpus=per_worker,
+                                 compute=ray.data.ActorPoolStrategy(size=workers), batch_size=chunk,
+                                 batch_format="pandas")
         tmp = out.with_name(f".{out.name}.writing")
         shutil.rmtree(tmp, ignore_errors=True)
         probs.write_parquet(str(tmp))

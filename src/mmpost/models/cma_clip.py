@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel, eval_modality_weights
 from mmpost.models.checks import CONTRASTS, check_at_least, check_choice, check_widths
 from mmpost.models.fusions.gated_attention import modality_weights, weight_score
 from mmpost.models.fusions.sequence_attention import SequenceAttentionFusion
@@ -117,14 +117,6 @@ class CMAClip(MultimodalModel):
             out.itm_labels = pairs.labels
         return out
 
-    @torch.no_grad()
     def modality_weights(self, batch: Batch) -> Tensor:
         """[B, 2]: how much each post's prediction rests on its text and on its image (eval mode)."""
-        was = self.training
-        self.eval()
-        try:
-            w = self(batch).modality_weights
-        finally:
-            self.train(was)
-        assert w is not None
-        return w
+        return eval_modality_weights(self, batch)
