@@ -168,6 +168,7 @@ def predict(
     chunk: Annotated[int, typer.Option(help="Posts read, predicted and written (then fsynced) at a time; memory does not grow with the file.", min=1)] = 1024,
     batch_size: Annotated[int, typer.Option(help="Posts per model batch.", min=1)] = 128,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and extend the run's feature cache (worth it for posts you will predict again); by default a chunk's features are thrown away.")] = False,
+    runtime: Annotated[str, typer.Option(help="torch, or onnx / onnx-int8: compute with onnxruntime from the run's `mmpost export RUN --format onnx`.")] = "torch",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "probs_raw": {...},
@@ -184,7 +185,7 @@ def predict(
     from mmpost.apps.predict import predict_file
     try:
         counts = predict_file(run_dir, data, out, overrides=overrides, chunk=chunk, batch_size=batch_size,
-                              cache=cache)
+                              cache=cache, runtime=runtime)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
     resumed = f"; {counts['resumed']} were done before the interruption" if counts["resumed"] else ""
@@ -203,6 +204,7 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most posts in one /predict/batch request (413 above).")] = ServeLimits.max_batch,
     max_connections: Annotated[int, typer.Option(help="Open connections; past this, new ones get 503 at once.")] = 64,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    runtime: Annotated[str, typer.Option(help="torch, or onnx / onnx-int8: compute with onnxruntime from the run's `mmpost export RUN --format onnx`.")] = "torch",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve a trained run over HTTP: `POST /predict` (a multipart form with `text` and an `image` file, or JSON
@@ -220,7 +222,7 @@ def serve(
                              max_image_pixels=max_image_pixels, max_text_chars=max_text_chars, max_batch=max_batch)
         typer.echo(f"loading {run_dir} and making a warm-up prediction …", err=True)
         run_server(run_dir, host=host, port=port, limits=limits, max_connections=max_connections,
-                   access_log=access_log)
+                   access_log=access_log, runtime=runtime)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
 
@@ -468,7 +470,7 @@ def datasets() -> None:
         typer.echo(f"    images:  {src.default_image_root or 'not shipped (give data.image_root)'}")
 
 
-from mmpost import cli_init, cli_trust  # noqa: E402,F401  (register init; cv, calibrate, label-issues)
+from mmpost import cli_export, cli_init, cli_trust  # noqa: E402,F401  (register export; init; cv, calibrate, label-issues)
 
 
 def main() -> None:

@@ -104,7 +104,7 @@ def _skip_finished(posts: Iterator[Post], part: Path, counts: dict[str, int]) ->
 
 def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: list[str] | None = None,
                  chunk: int = 1024, batch_size: int = 128, cache: bool = False,
-                 progress: bool = True) -> dict[str, int]:
+                 progress: bool = True, runtime: str = "torch") -> dict[str, int]:
     """Read ``data`` with the run's column mapping (label columns are not needed), predict every post and write
     one prediction record (:mod:`mmpost.evaluation.predictions`) per line, in the data's order: ``{"id",
     "label", "probs": {label: p}, "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}``
@@ -114,7 +114,7 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1 post, got {chunk}")
     run_dir, out = Path(run_dir), Path(out)
-    predictor = Predictor(run_dir)
+    predictor = Predictor(run_dir, runtime=runtime)
     manifest, stream = _posts(run_dir, data, overrides)
     part, owner_file = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.json")
     labels = predictor.labels if len(predictor.tasks) == 1 else {t.name: list(t.labels) for t in predictor.tasks}
