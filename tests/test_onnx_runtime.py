@@ -22,13 +22,13 @@ from tests.test_predict_stream import seeded_image_tower  # noqa: E402,F401  (re
 COSINE = 0.9999
 
 
-def synthetic_run(folder, *extra: str):
+def synthetic_run(folder, *extra: str, model: tuple[str, ...] = ("model.hidden=16", "model.proj_dim=8")):
     """A small run on the embedded synthetic set with the tests' tiny towers (the image tower frozen and seeded,
     the text tower fine-tuned, so it is saved with the run), and its test posts."""
     over = ["data.source=synthetic", "data.synthetic.n=90", "data.synthetic.size=32", "task=sentiment",
             "text_encoder.name=tiny-text", "text_encoder.trainable=true",
             "image_encoder.name=seeded-tiny-image", "image_encoder.trainable=false",
-            "model.hidden=16", "model.proj_dim=8", "train.epochs=2", "train.batch_size=16",
+            *model, "train.epochs=2", "train.batch_size=16",
             f"out_dir={folder}/runs", f"cache_dir={folder}/cache", "progress=false", "name=run", *extra]
     cfg = load_config(None, over)
     run = train(cfg).run_dir
@@ -55,6 +55,15 @@ def test_every_test_post_keeps_its_class_and_features_stay_within_cosine(exporte
     assert (onnx_side["has_image"] == torch_side["has_image"]).all()
 
 
+def test_a_family_reading_the_first_token_and_image_tokens_keeps_every_class(tmp_path):
+    run, posts = synthetic_run(tmp_path, model=("model.name=att", "model.proj_dim=8", "model.heads=2"))
+    manifest = export_onnx(run)
+    assert (manifest["text_input"], manifest["image_input"]) == ("first-token", "tokens")
+    torch_side, onnx_side = Predictor(run).embed(posts), Predictor(run, "onnx").embed(posts)
+    assert (onnx_side["probs"].argmax(1) == torch_side["probs"].argmax(1)).all()
+    assert row_cosines(onnx_side["image_embeds"], torch_side["image_embeds"]).min() >= COSINE
+
+
 def test_the_manifest_lists_every_part_with_its_cosine_to_torch(exported):
     run, _, manifest = exported
     on_disk = json.loads((run / "onnx" / "export.json").read_text())
@@ -74,3 +83,34 @@ def test_the_int8_runtime_predicts_and_its_agreement_is_measurable(exported):
     np.testing.assert_allclose(probs_int8.sum(1), 1.0, atol=1e-5)
     assert 0.9 < manifest["check"]["text:int8"]["cosine_min"] <= 1.0 + 1e-9
 
+
+
+def _posts_csv(posts, path) -> str:
+    """The posts as a CSV with the usual column names (id, text, image: absolute paths)."""
+    import csv
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text", "image"])
+        for p in posts:
+            writer.writerow([p.id, p.text, p.images[0] if p.images else ""])
+    return str(path)
+
+
+def test_the_cli_exports_and_predicts_with_the_onnx_runtime(exported, tmp_path):
+    from typer.testing import CliRunner
+
+    from mmpost.cli import app
+    run, posts, _ = exported
+    data = _posts_csv(posts, tmp_path / "posts.csv")
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "onnx", "--int8"])
+    assert result.exit_code == 0, result.output
+    assert "head.onnx" in result.output
+    labels = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / f"{runtime}.jsonl"
+        result = CliRunner().invoke(app, ["predict", str(run), "--data", data, "--out", str(out), "--runtime", runtime])
+        assert result.exit_code == 0, result.output
+        labels[runtime] = [json.loads(line)["label"] for line in out.read_text().splitlines()]
+    assert len(labels["onnx"]) == len(posts) and labels["onnx"] == labels["torch"]
+    bad = CliRunner().invoke(app, ["export", str(run), "--format", "tflite"])
+    assert bad.exit_code == 2 and "--format" in bad.output
