@@ -31,13 +31,15 @@ def onnxruntime_module():
 
 def open_session(path: str | Path, threads: int | None = None):
     """An onnxruntime CPU session on ``path`` with every graph optimisation, on ``threads`` intra-op threads
-    (default: as many as torch uses)."""
+    (default: as many as torch uses) that sleep when idle instead of spinning, so that the other session (text
+    and image alternate) and the image decoding threads get the cores."""
     ort = onnxruntime_module()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
