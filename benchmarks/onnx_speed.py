@@ -4,6 +4,10 @@ eager fp32.
 
     MMPOST_DATA_ROOT=/path/to/data python benchmarks/onnx_speed.py --texts 512 --images 128 --threads 2
 
+With ``--run RUN`` (a run exported with ``mmpost export RUN --format onnx --int8``) it also predicts the run's test
+split with each runtime and prints how often the ONNX runtimes give torch's class, and how far their
+probabilities move (``--parts agreement`` for that table alone).
+
 Inputs: the memes (texts and images) where the data root has them, else the embedded synthetic set (``--source``).
 The towers are exported the way ``mmpost export RUN --format onnx`` exports a run's (``mmpost.export``), into a
 temporary folder; int8 is onnxruntime's dynamic quantization of that export (``mmpost export --int8`` makes the
@@ -123,6 +127,26 @@ def end_to_end_rows(towers: dict, posts: list) -> list[Row]:
                 lambda: features(towers["onnx-text-int8"], towers["onnx-image"]), len(posts))]
 
 
+def agreement(run: str) -> None:
+    """The run's test posts predicted with torch, ONNX fp32 and ONNX int8: agreement with torch's class, the largest
+    change of a probability, the lowest cosine of a post's probabilities to torch's."""
+    import numpy as np
+
+    from mmpost.apps.predictor import Predictor
+    from mmpost.apps.prepare import prepare
+    reference = Predictor(run)
+    posts = prepare(reference.config.data, [t.name for t in reference.tasks], progress=False).splits["test"]
+    base = reference.predict_proba(posts)
+    print(f"\n### Predictions of {Path(run).name} on its {len(posts)} test posts ({reference.task})\n")
+    print("| runtime | same class as torch | max abs. change of a probability | min cosine of probabilities |")
+    print("|---|---:|---:|---:|")
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        probs = base if runtime == "torch" else Predictor(run, runtime).predict_proba(posts)
+        same = int((probs.argmax(1) == base.argmax(1)).sum())
+        print(f"| {runtime} | {same}/{len(posts)} | {np.abs(probs - base).max():.2e} | "
+              f"{min_cosine(probs, base):.5f} |", flush=True)
+
+
 def build_towers(folder: Path) -> dict:
     from mmpost.encoders.efficientnet import EfficientNetLite0Tower
     from mmpost.encoders.hf_text import minilm
@@ -146,16 +170,28 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--source", choices=("memes", "synthetic"),
                     default="memes" if os.environ.get("MMPOST_DATA_ROOT") else "synthetic")
+    ap.add_argument("--run", help="a run exported with mmpost export RUN --format onnx --int8: prediction agreement")
+    ap.add_argument("--parts", default="speed,agreement", help="speed (the three tables), agreement (needs --run)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
     logging.basicConfig(level=logging.ERROR)
-    import numpy as np
-    import onnxruntime
     import torch
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
+    if "speed" in args.parts.split(","):
+        speed(args)
+    if args.run and "agreement" in args.parts.split(","):
+        agreement(args.run)
+    load1 = os.getloadavg()
+    print(f"\nload average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other jobs share this machine)")
+
+
+def speed(args: argparse.Namespace) -> None:
+    import numpy as np
+    import onnxruntime
+    import torch
     with tempfile.TemporaryDirectory() as tmp:
         texts, posts = load_inputs(args.source, args.texts, args.images, tmp)
         towers = build_towers(Path(tmp))
@@ -178,8 +214,6 @@ def main() -> None:
         measure(rows, args.repeats)
         ratio_table(f"End to end (text + image features of {len(posts)} posts, decode included, {args.threads} "
                     "threads)", rows, "posts/s", rows[1], naive=rows[0])
-    load1 = os.getloadavg()
-    print(f"\nload average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other jobs share this machine)")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,15 @@ def quantize_int8(source: Path, target: Path) -> None:
     """An int8 copy of ``source`` by onnxruntime's dynamic quantization: the weights of each MatMul with constant
     weights (and the embedding tables) stored as signed int8 with one scale per output channel, activations
     quantized on the fly per batch. Per-channel scales matter: with one scale per tensor the MiniLM's features
-    fall further from fp32 (``benchmarks/onnx_speed.py`` measures both towers' cosines)."""
+    fall further from fp32 (``benchmarks/onnx_speed.py`` measures both towers' cosines). The file is quantized as
+    exported: onnxruntime's pre-processing step (symbolic shape inference) does not complete on the exported BERT
+    graph, so its advice to run it first is silenced."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
-    atomic_write(target, lambda tmp: quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8, per_channel=True,
-                                                      extra_options={"MatMulConstBOnly": True}))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        atomic_write(target, lambda tmp: quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8,
+                                                          per_channel=True, extra_options={"MatMulConstBOnly": True}))
+    finally:
+        root.setLevel(level)
