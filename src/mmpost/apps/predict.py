@@ -114,7 +114,7 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1 post, got {chunk}")
     run_dir, out = Path(run_dir), Path(out)
-    predictor = Predictor(run_dir, runtime=runtime)
+    predictor = Predictor(run_dir) if runtime == "torch" else Predictor(run_dir, runtime=runtime)
     manifest, stream = _posts(run_dir, data, overrides)
     part, owner_file = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.json")
     labels = predictor.labels if len(predictor.tasks) == 1 else {t.name: list(t.labels) for t in predictor.tasks}
