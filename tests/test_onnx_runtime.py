@@ -114,3 +114,19 @@ def test_the_cli_exports_and_predicts_with_the_onnx_runtime(exported, tmp_path):
     assert len(labels["onnx"]) == len(posts) and labels["onnx"] == labels["torch"]
     bad = CliRunner().invoke(app, ["export", str(run), "--format", "tflite"])
     assert bad.exit_code == 2 and "--format" in bad.output
+
+
+def test_serve_with_the_onnx_runtime_answers_with_torch_classes(exported):
+    from fastapi.testclient import TestClient
+
+    from mmpost.serve.app import create_app
+    run, posts, _ = exported
+    some = [p for p in posts if p.images][:3]
+    expected = Predictor(run).predict(some)
+    with TestClient(create_app(Predictor(run, "onnx"))) as client:
+        for post, want in zip(some, expected):
+            with open(post.images[0], "rb") as f:
+                r = client.post("/predict", data={"text": post.text},
+                                files={"image": ("p.png", f.read(), "image/png")})
+            assert r.status_code == 200, r.text
+            assert r.json()["label"] == want["label"]
