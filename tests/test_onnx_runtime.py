@@ -55,10 +55,14 @@ def test_every_test_post_keeps_its_class_and_features_stay_within_cosine(exporte
     assert (onnx_side["has_image"] == torch_side["has_image"]).all()
 
 
-def test_a_family_reading_the_first_token_and_image_tokens_keeps_every_class(tmp_path):
-    run, posts = synthetic_run(tmp_path, model=("model.name=att", "model.proj_dim=8", "model.heads=2"))
+@pytest.mark.parametrize("family, inputs", [
+    (("model.name=att", "model.proj_dim=8", "model.heads=2"), ("first-token", "tokens")),
+    (("model.name=emoticon", "model.hidden=16", "model.proj_dim=8", "model.heads=2", "model.layers=1"),
+     ("pooled", "tokens"))])
+def test_a_family_reading_image_tokens_keeps_every_class(tmp_path, family, inputs):
+    run, posts = synthetic_run(tmp_path, model=family)
     manifest = export_onnx(run)
-    assert (manifest["text_input"], manifest["image_input"]) == ("first-token", "tokens")
+    assert (manifest["text_input"], manifest["image_input"]) == inputs
     torch_side, onnx_side = Predictor(run).embed(posts), Predictor(run, "onnx").embed(posts)
     assert (onnx_side["probs"].argmax(1) == torch_side["probs"].argmax(1)).all()
     assert row_cosines(onnx_side["image_embeds"], torch_side["image_embeds"]).min() >= COSINE

@@ -49,7 +49,7 @@ def head_outputs(tasks: list[str]) -> list[str]:
     return [f"logits:{t}" for t in tasks] + ["text_embeds", "image_embeds", "fused"]
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def _trace_features(predictor: Predictor, text_input: str, image_input: str) -> list[torch.Tensor]:
     """Features of the form the model reads, for two posts (one with an image, one without)."""
     text = predictor.text_tower(predictor.text_tower.tokenize(TRACE_TEXTS))

@@ -29,9 +29,12 @@ def export_graph(module: nn.Module, args: Sequence[Tensor], path: Path, *, input
     """Trace ``module`` in eval mode on ``args`` and write it to ``path`` (atomically); the axes in ``dynamic``
     (batch, sequence length) stay free in the file."""
     module.eval()
-    with torch.no_grad(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")         # the tracer's notes on Python values it fixes: checked afterwards
-        module(*args)                           # builds what a module makes on first use (a folded copy) untraced
+        with torch.no_grad():
+            module(*args)                       # builds what a module makes on first use (a folded copy) untraced
+        # traced with grad enabled: torch's fused inference kernels (the fast path of nn.TransformerEncoderLayer,
+        # taken under no_grad) have no ONNX form, and the plain path is what training runs
         atomic_write(path, lambda tmp: torch.onnx.export(
             module, tuple(args), tmp, dynamo=False, input_names=list(inputs), output_names=list(outputs),
             dynamic_axes=dynamic, opset_version=OPSET, do_constant_folding=True))
