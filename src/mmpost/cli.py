@@ -171,6 +171,7 @@ def predict(
     engine: Annotated[str, typer.Option(help="torch: this machine's processes (fabric.devices=N fabric.num_nodes=M shard the file); ray: Ray Data on a Ray cluster, writing a folder of Parquet files (pip install \"mmpost[ray]\").")] = "torch",
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: a local one.")] = None,
     workers: Annotated[int, typer.Option(help="--engine ray: Ray workers, each with the model loaded once.", min=1)] = 1,
+    runtime: Annotated[str, typer.Option(help="torch, or onnx / onnx-int8: compute with onnxruntime from the run's `mmpost export RUN --format onnx`.")] = "torch",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "probs_raw": {...},
@@ -202,7 +203,7 @@ def predict(
                                       batch_size=batch_size, image_root=roots[-1] if roots else None)
         else:
             counts = predict_file(run_dir, data, out, overrides=overrides, chunk=chunk, batch_size=batch_size,
-                                  cache=cache)
+                                  cache=cache, runtime=runtime)
     except (ValueError, FileNotFoundError, ImportError) as e:
         _fail(e)
     from mmpost.engine.setup import is_rank_zero
@@ -224,6 +225,7 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most posts in one /predict/batch request (413 above).")] = ServeLimits.max_batch,
     max_connections: Annotated[int, typer.Option(help="Open connections; past this, new ones get 503 at once.")] = 64,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    runtime: Annotated[str, typer.Option(help="torch, or onnx / onnx-int8: compute with onnxruntime from the run's `mmpost export RUN --format onnx`.")] = "torch",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve a trained run over HTTP: `POST /predict` (a multipart form with `text` and an `image` file, or JSON
@@ -241,7 +243,7 @@ def serve(
                              max_image_pixels=max_image_pixels, max_text_chars=max_text_chars, max_batch=max_batch)
         typer.echo(f"loading {run_dir} and making a warm-up prediction …", err=True)
         run_server(run_dir, host=host, port=port, limits=limits, max_connections=max_connections,
-                   access_log=access_log)
+                   access_log=access_log, runtime=runtime)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
 
@@ -458,6 +460,7 @@ def datasets() -> None:
 
 from mmpost import (  # noqa: E402
     cli_clip,  # noqa: F401  (registers zeroshot, similarity)
+    cli_export,  # noqa: F401  (registers export)
     cli_init,  # noqa: F401  (registers init)
     cli_trust,  # noqa: F401  (registers cv, calibrate, label-issues)
 )

@@ -108,7 +108,7 @@ def _skip_finished(posts: Iterator[Post], part: Path, counts: dict[str, int]) ->
 
 def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: list[str] | None = None,
                  chunk: int = 1024, batch_size: int = 128, cache: bool = False,
-                 progress: bool = True) -> dict[str, int]:
+                 progress: bool = True, runtime: str = "torch") -> dict[str, int]:
     """Read ``data`` with the run's column mapping (label columns are not needed), predict every post and write
     one prediction record (:mod:`mmpost.evaluation.predictions`) per line, in the data's order: ``{"id",
     "label", "probs": {label: p}, "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}``
@@ -121,8 +121,8 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     processes = fabric_overrides(overrides)
     if is_multiprocess(processes):
         return _predict_sharded(run_dir, data, out, processes, overrides=overrides, chunk=chunk,
-                                batch_size=batch_size, cache=cache, progress=progress)
-    predictor = Predictor(run_dir)
+                                batch_size=batch_size, cache=cache, progress=progress, runtime=runtime)
+    predictor = Predictor(run_dir) if runtime == "torch" else Predictor(run_dir, runtime=runtime)
     manifest, stream = _posts(run_dir, data, overrides)
     part, owner_file = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.json")
     owner = _owner(run_dir, predictor, manifest, overrides)
@@ -155,11 +155,11 @@ def fabric_overrides(overrides: list[str] | None) -> FabricConfig:
 
 
 def _predict_sharded(run_dir: Path, data: str, out: Path, processes: FabricConfig, *, overrides: list[str] | None,
-                     chunk: int, batch_size: int, cache: bool, progress: bool) -> dict[str, int]:
+                     chunk: int, batch_size: int, cache: bool, progress: bool, runtime: str) -> dict[str, int]:
     """Every process predicts its shard (:mod:`mmpost.apps.predict_shards`); rank 0 merges them into ``out``."""
     fabric = make_fabric(processes)
     shard = Shard(fabric.global_rank, fabric.world_size)
-    predictor = Predictor(run_dir, device=fabric.device)
+    predictor = Predictor(run_dir, device=fabric.device, runtime=runtime)
     manifest, stream = _posts(run_dir, data, overrides)
     files = ShardFiles.of(out, shard)
     owner = {**_owner(run_dir, predictor, manifest, overrides), "chunk": chunk, "shard": [shard.rank, shard.world]}

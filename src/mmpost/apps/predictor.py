@@ -23,6 +23,7 @@ from mmpost.data.dataset import unwrap
 from mmpost.data.post import Post
 from mmpost.engine.checkpoint import load_weights
 from mmpost.evaluation.predictions import Task, prediction_records, run_tasks
+from mmpost.export.onnx_run import check_runtime, load_onnx_run
 from mmpost.models.output import ModelOutput
 
 
@@ -61,9 +62,14 @@ class Scores:
 
 
 class Predictor:
-    def __init__(self, run_dir: str | Path, device: str | torch.device | None = None) -> None:
+    """A finished run, loaded to predict. ``device``: where the model runs (default CPU; a process's own GPU when
+    predicting sharded); ``runtime``: ``torch``, or ``onnx`` / ``onnx-int8`` to compute features and probabilities
+    with onnxruntime from the run's export (``mmpost export RUN --format onnx``)."""
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device | None = None,
+                 runtime: str = "torch") -> None:
         self.run_dir = Path(run_dir)
-        self.device = torch.device(device or "cpu")     # where the model runs (e.g. a process's own GPU)
+        self.device = torch.device(device or "cpu")
         for needed in ("config.yaml", "labels.json", "model.safetensors"):
             if not (self.run_dir / needed).exists():
                 raise FileNotFoundError(f"{self.run_dir} is not a finished mmpost run: {needed} is missing")
@@ -81,6 +87,15 @@ class Predictor:
         if missing_unexpected.unexpected_keys:
             raise ValueError(f"{self.run_dir}: weights do not fit the model: {missing_unexpected.unexpected_keys[:5]}")
         self.model.eval().to(self.device)
+        self.runtime = check_runtime(runtime)
+        self.onnx = None if runtime == "torch" else load_onnx_run(
+            self.run_dir, runtime, cfg, self.text_tower, self.image_tower, [t.name for t in self.tasks])
+
+    def _forward(self, batch: Any) -> ModelOutput:
+        """The model's output on one batch: torch, or the exported head on the batch's features."""
+        if self.onnx is None:
+            return self.model(batch.to(self.device))
+        return self.onnx.head(batch.text_features, batch.image_features, batch.has_image)
 
     def _decision(self, task: Task) -> Task:
         """The task as saved, or deciding by its operating point where ``mmpost calibrate`` set one."""
@@ -89,9 +104,10 @@ class Predictor:
 
     def _loader(self, posts: Sequence[Post], batch_size: int, progress: bool,
                 cache_dir: str | Path | None = None) -> tuple[DataLoader, Any]:
-        cfg = replace(self.config, progress=progress, cache_dir=str(cache_dir) if cache_dir else self.config.cache_dir)
-        datasets, _ = build_datasets({"all": posts}, {"all": np.full(len(posts), -1)}, cfg,
-                                     self.text_tower, self.image_tower)
+        base, towers = ((self.config, (self.text_tower, self.image_tower)) if self.onnx is None
+                        else (self.onnx.config, (self.onnx.text, self.onnx.image)))
+        cfg = replace(base, progress=progress, cache_dir=str(cache_dir) if cache_dir else self.config.cache_dir)
+        datasets, _ = build_datasets({"all": posts}, {"all": np.full(len(posts), -1)}, cfg, *towers)
         ds = datasets["all"]
         dl = DataLoader(ds, batch_sampler=BatchSampler(SequentialSampler(ds), batch_size, False), collate_fn=unwrap)
         return dl, ds
@@ -119,7 +135,7 @@ class Predictor:
         cal: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
         raw: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
         for batch in dl:
-            output = self.model(batch.to(self.device))
+            output = self._forward(batch)
             for parts, calibrated in ((cal, True), (raw, False)):
                 for name, p in self._task_probs(output, calibrated).items():
                     parts[name].append(p)
@@ -145,7 +161,7 @@ class Predictor:
         probs: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
         parts: dict[str, list[np.ndarray]] = {"text_embeds": [], "image_embeds": []}
         for batch in dl:
-            out = self.model(batch.to(self.device))
+            out = self._forward(batch)
             for name, p in self._task_probs(out).items():
                 probs[name].append(p)
             parts["text_embeds"].append(out.text_embeds.float().cpu().numpy())
@@ -185,5 +201,5 @@ class Predictor:
         return evaluate_frame(self, df, progress)
 
 
-def load(run_dir: str | Path) -> Predictor:
-    return Predictor(run_dir)
+def load(run_dir: str | Path, runtime: str = "torch") -> Predictor:
+    return Predictor(run_dir, runtime)

@@ -1,0 +1,1 @@
+"""Exporting a trained run to other runtimes: ``mmpost export RUN --format onnx``."""
