@@ -66,8 +66,8 @@ class Predictor:
     predicting sharded); ``runtime``: ``torch``, or ``onnx`` / ``onnx-int8`` to compute features and probabilities
     with onnxruntime from the run's export (``mmpost export RUN --format onnx``)."""
 
-    def __init__(self, run_dir: str | Path, device: str | torch.device | None = None,
-                 runtime: str = "torch") -> None:
+    def __init__(self, run_dir: str | Path, runtime: str = "torch",
+                 device: str | torch.device | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.device = torch.device(device or "cpu")
         for needed in ("config.yaml", "labels.json", "model.safetensors"):
