@@ -28,20 +28,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from itrp import DEFAULTS, TASKS, run_cell, write_between_markers  # noqa: E402
+from itrp import DEFAULTS, TASKS, read_cell, run_cell, write_between_markers  # noqa: E402
 
 BEGIN, END = "<!-- relation:begin -->", "<!-- relation:end -->"
 PROBE_BEGIN, PROBE_END = "<!-- probe:begin -->", "<!-- probe:end -->"
 # name → relate.* overrides (the task's k and sampler stay the paper's; finetune none: only the head and, with
-# align_finetune, the projections train in the loop, which keeps a CPU cell under a minute)
+# align_finetune, the projections train in the loop, which keeps a CPU cell around a minute). "tasks" limits a
+# variant to some tasks (fine-tuning EfficientNet-Lite0 costs 15–30 CPU minutes a cell).
 VARIANTS: dict[str, dict[str, object]] = {
     "interaction · k-means": {"features": "interaction", "clusterer": "kmeans", "finetune": "none"},
     "interaction · GMM": {"features": "interaction", "clusterer": "gmm", "finetune": "none"},
     "interaction+itm · k-means": {"features": "interaction+itm", "clusterer": "kmeans", "finetune": "none"},
-    "cos+itm · k-means": {"features": "cos+itm", "clusterer": "kmeans", "finetune": "none"},
+    "cos · k-means": {"features": "cos", "clusterer": "kmeans", "finetune": "none"},
     "both · k-means": {"features": "both", "clusterer": "kmeans", "finetune": "none"},
     "both · GMM": {"features": "both", "clusterer": "gmm", "finetune": "none"},
-    "both · GMM · task tower": {"features": "both", "clusterer": "gmm"},
+    "both · GMM · task tower": {"features": "both", "clusterer": "gmm", "tasks": ("text_represented",)},
     "concat · GMM (control)": {"features": "concat", "clusterer": "gmm", "finetune": "none"},
 }
 METRICS = (("f1_weighted", "weighted F1"), ("nmi", "NMI"), ("ari", "ARI"))
@@ -51,19 +52,31 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "+-" else "_" for c in name).strip("_")
 
 
-def run_variant(args: tuple[str, str, str, int, int, int]) -> dict:
-    """One relate run of a variant (1 torch thread), or its metrics read back."""
-    out, task, name, seed, epochs, subset = args
-    folder = Path(out) / task / f"{slug(name)}-e{epochs}-m{subset}-s{seed}"
+def settings_of(name: str) -> dict[str, object]:
+    return {k: v for k, v in VARIANTS[name].items() if k != "tasks"}
+
+
+def applies(name: str, task: str) -> bool:
+    return task in VARIANTS[name].get("tasks", TASKS)  # type: ignore[operator]
+
+
+def run_variant(args: tuple[str, str, str, int, int, int, bool]) -> dict | None:
+    """One relate run of a variant (1 torch thread), or its metrics read back (``collect``: None when missing)."""
+    out, task, name, seed, epochs, subset, collect_only = args
+    from mmpost.relate.config import RelateConfig
+    dim = RelateConfig().align_dim
+    folder = Path(out) / task / f"{slug(name)}-d{dim}-e{epochs}-m{subset}-s{seed}"
     if (folder / "metrics.json").exists():
         return json.loads((folder / "metrics.json").read_text())
+    if collect_only:
+        return None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     torch.set_num_threads(1)
     from mmpost.apps.relate import relate
     from mmpost.config import load_config
 
-    settings = {"task": task, "seed": seed, "epochs": epochs, "subset_size": subset, **VARIANTS[name]}
+    settings = {"task": task, "seed": seed, "epochs": epochs, "subset_size": subset, **settings_of(name)}
     cfg = load_config(None, ["progress=false", "text_encoder.trainable=false",
                              *(f"relate.{k}={v}" for k, v in settings.items())])
     start = time.perf_counter()
@@ -78,7 +91,9 @@ def _ms(values: list[float]) -> str:
     return f"{a.mean():.3f}" if a.size == 1 else f"{a.mean():.3f} ± {a.std(ddof=1):.3f}"
 
 
-def _row(task: str, title: str, runs: list[dict], method: str) -> str:
+def _row(task: str, title: str, runs: list[dict | None], method: str) -> str:
+    if not runs or any(r is None for r in runs):
+        return f"| {task} | {title} | not run | | | |"
     cells = [_ms([r[method]["test"][key] for r in runs]) for key, _ in METRICS]
     dev = _ms([r[method]["dev"]["nmi"] for r in runs]) if all("dev" in r[method] for r in runs) else "–"
     return f"| {task} | {title} | {' | '.join(cells)} | {dev} |"
@@ -86,12 +101,14 @@ def _row(task: str, title: str, runs: list[dict], method: str) -> str:
 
 def collect(args: argparse.Namespace) -> tuple[dict, dict]:
     """{task: {seed: published metrics}}, {task: {variant: {seed: metrics}}}; the variants run first."""
-    variants = {t: {v: {s: run_variant((str(args.out), t, v, s, args.epochs, args.subset_size)) for s in args.seeds}
-                    for v in args.variants} for t in args.tasks}
+    variants = {t: {v: {s: run_variant((str(args.out), t, v, s, args.epochs, args.subset_size, args.collect))
+                        for s in args.seeds} for v in args.variants if applies(v, t)} for t in args.tasks}
     if args.variants_only:
         return {}, variants
-    published = {t: {s: run_cell((str(args.published_out), t, *DEFAULTS[t], s, args.epochs, args.subset_size))
-                     for s in args.seeds} for t in args.tasks}
+    cells = {t: {s: (str(args.published_out), t, *DEFAULTS[t], s, args.epochs, args.subset_size) for s in args.seeds}
+             for t in args.tasks}
+    published = {t: {s: (read_cell(c) if args.collect else run_cell(c)) for s, c in cells[t].items()}
+                 for t in args.tasks}
     return published, variants
 
 
@@ -105,15 +122,18 @@ def table(args: argparse.Namespace, published: dict, variants: dict) -> str:
         pub = [published[t][s] for s in args.seeds]
         lines.append(_row(t, "k-means (concat)", pub, "kmeans"))
         lines.append(_row(t, "ITRp as published", pub, "itrp"))
-        for v in args.variants:
+        for v in variants[t]:
             lines.append(_row(t, f"ITRp · {v}", [variants[t][v][s] for s in args.seeds], "itrp"))
     lines += ["", "Paired differences against ITRp as published, per seed (weighted F1 / NMI):", ""]
     lines += ["| task | variant | " + " | ".join(f"seed {s}" for s in args.seeds) + " |",
               "|---|---|" + "---|" * len(args.seeds)]
     for t in args.tasks:
-        for v in args.variants:
+        for v in variants[t]:
             diffs = []
             for s in args.seeds:
+                if variants[t][v][s] is None or published[t][s] is None:
+                    diffs.append("not run")
+                    continue
                 a, b = variants[t][v][s]["itrp"]["test"], published[t][s]["itrp"]["test"]
                 diffs.append(f"{a['f1_weighted'] - b['f1_weighted']:+.3f} / {a['nmi'] - b['nmi']:+.3f}")
             lines.append(f"| {t} | {v} | " + " | ".join(diffs) + " |")
@@ -126,7 +146,13 @@ def target_lines(args: argparse.Namespace, published: dict, variants: dict) -> l
     for v in args.variants:
         misses = []
         for t in args.tasks:
+            if v not in variants[t]:
+                misses.append(f"{t}: not run")
+                continue
             for s in args.seeds:
+                if variants[t][v][s] is None or published[t][s] is None:
+                    misses.append(f"{t} seed {s}: not run")
+                    continue
                 mine, pub = variants[t][v][s]["itrp"]["test"], published[t][s]
                 best_other = max(pub["itrp"]["test"]["f1_weighted"], pub["kmeans"]["test"]["f1_weighted"])
                 if mine["f1_weighted"] <= best_other:
@@ -139,20 +165,16 @@ def target_lines(args: argparse.Namespace, published: dict, variants: dict) -> l
 
 def probe(args: argparse.Namespace) -> str:
     """Why the concatenation cannot show the relation, and what the aligned space sees: k-means (k=2) on the frozen
-    ``text ⊕ image`` three ways, NMI against each task's test labels; then the aligned space's cosine by relation
-    (test posts) and its Spearman rho against the 4-level relation score. Labels are read only to score."""
+    ``text ⊕ image`` three ways, NMI against each task's test labels; the held-out ITC loss per ``align_dim``; then
+    the aligned space's cosine by relation (test posts) and its Spearman rho against the 4-level relation score.
+    Labels are read only to score."""
     import torch
-    from sklearn.metrics import normalized_mutual_info_score
 
     from mmpost.apps.build import build_tower
     from mmpost.apps.datasets import cache_dir
     from mmpost.apps.prepare import prepare
     from mmpost.config import load_config
     from mmpost.encoders.features import post_features
-    from mmpost.relate.clustering import get_clusterer, normalize_features
-    from mmpost.relate.config import RelateConfig
-    from mmpost.relate.similarity import relation_scores, spearman_by_level
-    from mmpost.relate.space import build_space
 
     torch.set_num_threads(1)
     cfg = load_config(None, ["progress=false"])
@@ -164,6 +186,15 @@ def probe(args: argparse.Namespace) -> str:
     dt = feats["train"].text.shape[1]
     y = {t: np.array([p.labels["relation"][i] == "1" for p in data.splits["test"]], dtype=int)
          for i, t in enumerate(TASKS)}
+    lines = _concat_rows(args, pooled, dt, y) + [""] + _aligned_rows(args, pooled, dt, y, data.splits)
+    return "\n".join(lines) + "\n"
+
+
+def _concat_rows(args: argparse.Namespace, pooled: dict, dt: int, y: dict) -> list[str]:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from mmpost.relate.clustering import get_clusterer, normalize_features
+
     ways = {"raw concatenation": lambda x: x,
             "each block L2-normalised": lambda x: np.concatenate(
                 [normalize_features(x[:, :dt]), normalize_features(x[:, dt:])], axis=1),
@@ -171,7 +202,7 @@ def probe(args: argparse.Namespace) -> str:
                 [_std(x[:, :dt], pooled["train"][:, :dt]), _std(x[:, dt:], pooled["train"][:, dt:])], axis=1)}
     lines = ["| features (frozen, k-means, k=2) | NMI text_represented | NMI image_adds |", "|---|---:|---:|"]
     for name, way in ways.items():
-        nmi = {t: [] for t in TASKS}
+        nmi: dict[str, list[float]] = {t: [] for t in TASKS}
         for seed in args.seeds:
             km = get_clusterer("kmeans", normalize="none")
             km.fit_predict(way(pooled["train"]), 2, seed=seed)
@@ -179,20 +210,40 @@ def probe(args: argparse.Namespace) -> str:
             for t in TASKS:
                 nmi[t].append(normalized_mutual_info_score(y[t], labels))
         lines.append(f"| {name} | {_ms(nmi[TASKS[0]])} | {_ms(nmi[TASKS[1]])} |")
-    lines += ["", "| aligned space (relate.align: itc), seed | mean cos, not represented | represented | "
-              "Spearman rho vs 4-level score | epoch kept |", "|---|---:|---:|---:|---:|"]
+    return lines
+
+
+def _aligned_rows(args: argparse.Namespace, pooled: dict, dt: int, y: dict, splits: dict) -> list[str]:
+    import torch
+
+    from mmpost.relate.config import RelateConfig
+    from mmpost.relate.similarity import relation_scores, spearman_by_level
+    from mmpost.relate.space import build_space
+
+    def space(seed: int, **kw):
+        return build_space(RelateConfig(features="interaction", seed=seed, **kw), pooled["train"][:, :dt],
+                           pooled["train"][:, dt:], splits["train"])
+
+    lines = ["Label-free choice of `relate.align_dim`: the lowest ITC loss on the held-out unlabelled posts "
+             "(no label read), per seed:", "",
+             "| align_dim | " + " | ".join(f"held-out ITC, seed {s}" for s in args.seeds) + " |",
+             "|---|" + "---:|" * len(args.seeds)]
+    for dim in args.dims:
+        held = [space(seed, align_dim=dim).report.best_holdout_itc for seed in args.seeds]
+        lines.append(f"| {dim} | " + " | ".join(f"{h:.3f}" for h in held) + " |")
+    lines += ["", "| aligned space (relate.align: itc, default align_dim), seed | mean cos, not represented | "
+              "represented | Spearman rho vs 4-level score | epoch kept |", "|---|---:|---:|---:|---:|"]
     for seed in args.seeds:
-        space = build_space(RelateConfig(features="interaction", seed=seed), pooled["train"][:, :dt],
-                            pooled["train"][:, dt:], data.splits["train"])
+        sp = space(seed)
         with torch.no_grad():
-            t, v = space.alignment.project(torch.from_numpy(pooled["test"][:, :dt]),
-                                           torch.from_numpy(pooled["test"][:, dt:]))
+            t, v = sp.alignment.project(torch.from_numpy(pooled["test"][:, :dt]),
+                                        torch.from_numpy(pooled["test"][:, dt:]))
         cos = (t * v).sum(1).numpy()
-        rho = spearman_by_level(cos, relation_scores(data.splits["test"])).rho
+        rho = spearman_by_level(cos, relation_scores(splits["test"])).rho
         rep = y["text_represented"] == 1
         lines.append(f"| {seed} | {cos[~rep].mean():.3f} | {cos[rep].mean():.3f} | {rho:.2f} | "
-                     f"{space.report.best_epoch} of {space.report.epochs_run} |")
-    return "\n".join(lines) + "\n"
+                     f"{sp.report.best_epoch} of {sp.report.epochs_run} |")
+    return lines
 
 
 def _std(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -209,11 +260,13 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--dims", nargs="+", type=int, default=[64, 256, 1024, 2048], help="probe: align_dim sweep")
     ap.add_argument("--subset-size", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-itrp-relation"))
     ap.add_argument("--published-out", type=Path, default=Path("runs/bench-itrp"),
                     help="where benchmarks/itrp.py compare keeps (or this run puts) the published-ITRp cells")
     ap.add_argument("--variants-only", action="store_true", help="run the variant cells, tabulate nothing")
+    ap.add_argument("--collect", action="store_true", help="run nothing: tabulate the cells already finished")
     ap.add_argument("--write", type=Path, default=None, help="replace the table between the relation markers")
     args = ap.parse_args()
     start = time.perf_counter()

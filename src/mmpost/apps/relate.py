@@ -10,13 +10,15 @@ Order matters and is fixed here:
    ``cfg.relate.finetune`` (the config's own ``trainable`` flags are overridden);
 3. the **k-means baseline** runs first, on the towers as loaded (cached features), because ITRp then trains the
    chosen tower(s) in place;
-4. ITRp (:func:`~mmpost.relate.loop.run_itrp`) trains on the train posts, without labels; its predictions come two
+4. with ``relate.features`` other than ``concat``, the aligned space is learned from the frozen towers' features of
+   the train posts (:func:`relation_space`; ITC early-stopped on held-out train posts, no label read);
+5. ITRp (:func:`~mmpost.relate.loop.run_itrp`) trains on the train posts, without labels; its predictions come two
    ways: ``itrp`` (the clusterer refitted on the final train embeddings, dev/test assigned to its centroids) and
    ``itrp_head`` (the last round's head h on the final embeddings, the paper's §3.5 inference);
-5. every method's ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are read
+6. every method's ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are read
    only after all mappings exist, to score them (weighted F1, accuracy, NMI, ARI) on ``test`` and on the dataset's
    other test labelings (TIR: ``test_RM``, ``test_RL``);
-6. ``metrics.json`` (with the settings used, task defaults filled in, under ``relate_config``), ``report.md`` and
+7. ``metrics.json`` (with the settings used, task defaults filled in, under ``relate_config``), ``report.md`` and
    the cluster-word plots (``cluster_words_itrp.png``, ``cluster_words_kmeans.png``) are written atomically into
    ``out_dir``.
 

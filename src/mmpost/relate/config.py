@@ -76,7 +76,7 @@ class RelateConfig:
     features: str = "concat"
     align: str = "itc"                 # the aligned space (unused by concat): itc (learned, no labels) | checkpoint
     feature_weighting: str = "blocks"  # blocks (each block the same share of variance) | none
-    align_dim: int = 64                # E, the aligned space's width
+    align_dim: int = 1024              # E, the aligned space's width (chosen by held-out ITC: docs/itrp.md)
     align_hidden: int = 0              # 0: linear projections; else one hidden layer this wide
     align_epochs: int = 100            # at most; early-stopped on the held-out ITC loss
     align_patience: int = 10           # epochs without a better held-out ITC loss before stopping
