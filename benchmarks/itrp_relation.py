@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "both · k-means": {"features": "both", "clusterer": "kmeans", "finetune": "none"},
     "both · GMM": {"features": "both", "clusterer": "gmm", "finetune": "none"},
     "both · GMM · task tower": {"features": "both", "clusterer": "gmm", "tasks": ("text_represented",)},
+    "both · GMM · E=64": {"features": "both", "clusterer": "gmm", "finetune": "none", "align_dim": 64},
     "concat · GMM (control)": {"features": "concat", "clusterer": "gmm", "finetune": "none"},
 }
 METRICS = (("f1_weighted", "weighted F1"), ("nmi", "NMI"), ("ari", "ARI"))
@@ -64,7 +65,7 @@ def run_variant(args: tuple[str, str, str, int, int, int, bool]) -> dict | None:
     """One relate run of a variant (1 torch thread), or its metrics read back (``collect``: None when missing)."""
     out, task, name, seed, epochs, subset, collect_only = args
     from mmpost.relate.config import RelateConfig
-    dim = RelateConfig().align_dim
+    dim = settings_of(name).get("align_dim", RelateConfig().align_dim)
     folder = Path(out) / task / f"{slug(name)}-d{dim}-e{epochs}-m{subset}-s{seed}"
     if (folder / "metrics.json").exists():
         return json.loads((folder / "metrics.json").read_text())
@@ -91,9 +92,14 @@ def _ms(values: list[float]) -> str:
     return f"{a.mean():.3f}" if a.size == 1 else f"{a.mean():.3f} ± {a.std(ddof=1):.3f}"
 
 
-def _row(task: str, title: str, runs: list[dict | None], method: str) -> str:
-    if not runs or any(r is None for r in runs):
+def _row(task: str, title: str, runs: list[dict | None], method: str, seeds: list[int] | None = None) -> str:
+    """Mean ± std over the seeds whose cell exists; a partial row names its seeds."""
+    done = [r for r in runs if r is not None]
+    if not done:
         return f"| {task} | {title} | not run | | | |"
+    if len(done) < len(runs) and seeds is not None:
+        title += " (seed " + ", ".join(str(s) for s, r in zip(seeds, runs) if r is not None) + " only)"
+    runs = done
     cells = [_ms([r[method]["test"][key] for r in runs]) for key, _ in METRICS]
     dev = _ms([r[method]["dev"]["nmi"] for r in runs]) if all("dev" in r[method] for r in runs) else "–"
     return f"| {task} | {title} | {' | '.join(cells)} | {dev} |"
@@ -120,10 +126,10 @@ def table(args: argparse.Namespace, published: dict, variants: dict) -> str:
              "| task | method | weighted F1 | NMI | ARI | dev NMI |", "|---|---|---|---|---|---|"]
     for t in args.tasks:
         pub = [published[t][s] for s in args.seeds]
-        lines.append(_row(t, "k-means (concat)", pub, "kmeans"))
-        lines.append(_row(t, "ITRp as published", pub, "itrp"))
+        lines.append(_row(t, "k-means (concat)", pub, "kmeans", args.seeds))
+        lines.append(_row(t, "ITRp as published", pub, "itrp", args.seeds))
         for v in variants[t]:
-            lines.append(_row(t, f"ITRp · {v}", [variants[t][v][s] for s in args.seeds], "itrp"))
+            lines.append(_row(t, f"ITRp · {v}", [variants[t][v][s] for s in args.seeds], "itrp", args.seeds))
     lines += ["", "Paired differences against ITRp as published, per seed (weighted F1 / NMI):", ""]
     lines += ["| task | variant | " + " | ".join(f"seed {s}" for s in args.seeds) + " |",
               "|---|---|" + "---|" * len(args.seeds)]
