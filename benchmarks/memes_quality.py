@@ -15,6 +15,10 @@ as base / +ITC / +ITM / +ITC+ITM (recipe: configs/memes.yaml); and the configura
 the Conc/Att cell with the best dev weighted F1). Each row: test weighted F1, mean ± std over the 5 folds, and a
 paired t-test across folds against the anchor (and, for Conc/Att cells, against the family's base).
 
+With ``--zeroshot DIR`` (a CLIP or SigLIP checkpoint: hub name or folder) a zero-shot row is added: no training,
+each test fold's images against the checkpoint's text vectors of ``--zeroshot-template`` prompts per label
+(``mmpost.apps.zeroshot``; default template "a meme that is {label}", label names with ``_`` as spaces).
+
 Conc runs use the recipe as it is; Att runs stop after at most 15 epochs (patience 4): on these folds Att fits the
 training posts within a few epochs and its dev score only wanders after that (``--family-overrides`` changes it,
 and ``--families mmbt,vilt,lxmert --aux base`` runs other families). Runs train
@@ -37,6 +41,7 @@ GROUPING = ["data.group_by=[image,text]"]
 ANCHOR = "anchor: frozen concat + LR"
 TEXT_ONLY = "text only: MiniLM + LR"
 IMAGE_ONLY = "image only: EfficientNet + LR"
+ZERO_SHOT = "zero-shot"
 
 
 def lr_score(x_train, y_train, x_test, y_test) -> float:
@@ -93,6 +98,25 @@ def _quiet() -> None:
     hf_logging.disable_progress_bar()
 
 
+def zeroshot_scorer(checkpoint: str, posts: list, templates: list[str], cache: Path):
+    """score(task labels, post positions, gold ids) → test weighted F1 of zero-shot predictions with the checkpoint;
+    the image vectors are computed (and cached) once for every post."""
+    from sklearn.metrics import f1_score
+
+    from mmpost.apps.zeroshot import checkpoint_overrides, label_vectors, paired_towers, prompts, zero_shot_probs
+    from mmpost.config import load_config
+    from mmpost.encoders.features import post_features
+    text_tower, image_tower = paired_towers(load_config(None, checkpoint_overrides(checkpoint)))
+    feats = post_features(posts, None, image_tower, cache_dir=cache, progress=True)
+    scale, bias = text_tower.space.logit_scale, text_tower.space.logit_bias
+
+    def score(labels: list[str], rows: np.ndarray, y: np.ndarray) -> float:
+        classes = label_vectors(text_tower, prompts(labels, templates))
+        probs = zero_shot_probs(feats.image[rows], classes, feats.has_image[rows], scale, bias, multi_label=False)
+        return float(f1_score(y, probs.argmax(1), average="weighted"))
+    return score
+
+
 def _train_cell(job: dict) -> tuple[str, float]:
     """One Conc/Att run on one fold (in a worker): its folder holds metrics.json afterwards."""
     from mmpost.apps.prepare import PreparedData
@@ -117,6 +141,10 @@ def main() -> None:
     ap.add_argument("--family-overrides", action="append", default=[], metavar="FAMILY:KEY=VALUE",
                     help="an override for one family's runs (repeatable); default for att: at most 15 epochs, "
                          "patience 4 (it fits the training folds within a few epochs)")
+    ap.add_argument("--zeroshot", metavar="DIR", help="a CLIP or SigLIP checkpoint (hub name or folder): adds a "
+                    "zero-shot row (needs the images; a GPU helps)")
+    ap.add_argument("--zeroshot-template", action="append", default=None, metavar="TEMPLATE",
+                    help='a prompt with {label} (repeatable, averaged); default "a meme that is {label}"')
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every Conc/Att run")
     args = ap.parse_args()
     _quiet()
@@ -143,6 +171,8 @@ def main() -> None:
     if {"att", "mmbt", "vilt", "lxmert"} & set(args.families.split(",")):
         post_features(posts, *towers, cache_dir=cache_dir(base_cfg), progress=True, image_tokens=True,
                       text_first_token=True)
+    zeroshot = (zeroshot_scorer(args.zeroshot, posts, args.zeroshot_template or ["a meme that is {label}"],
+                                cache_dir(base_cfg)) if args.zeroshot else None)
     print(f"{len(posts)} posts, features ready in {time.time() - start:.0f} s", flush=True)
     position = {p.id: i for i, p in enumerate(posts)}
     families = [f for f in args.families.split(",") if f]
@@ -173,6 +203,8 @@ def main() -> None:
             rows.setdefault("majority", []).append(majority_score(y[fit_idx], y[test_idx]))
             for name, x in ((ANCHOR, both), (TEXT_ONLY, text), (IMAGE_ONLY, image)):
                 rows.setdefault(name, []).append(lr_score(x[fit_idx], y[fit_idx], x[test_idx], y[test_idx]))
+            if zeroshot is not None:
+                rows.setdefault(ZERO_SHOT, []).append(zeroshot(list(labels), np.asarray(keep)[test_idx], y[test_idx]))
             splits = fold_data(folds, k).splits
             for fam in families:
                 for aux in aux_settings:
@@ -212,7 +244,8 @@ def markdown(scores: dict[str, dict[str, list]], cells: list[str], args) -> str:
     from scipy.stats import ttest_rel
 
     tasks = list(scores)
-    order = ["majority", ANCHOR, TEXT_ONLY, IMAGE_ONLY, *cells, "chosen on inner dev"]
+    order = ["majority", ANCHOR, TEXT_ONLY, IMAGE_ONLY, *([ZERO_SHOT] if ZERO_SHOT in scores[tasks[0]] else []), *cells,
+             "chosen on inner dev"]
 
     def versus(task: str, row: str, ref: str) -> str:
         if ref == row or ref not in scores[task]:

@@ -188,6 +188,30 @@ def test_predictions_that_disagree_with_metrics_json_are_flagged(image_run, tmp_
     assert "evaluation other: test · mood" in [name for name, _ in report.metrics]
 
 
+def test_the_report_reads_the_kept_predictions_and_embeds_only_the_map(image_run, tmp_path, monkeypatch):
+    from mmpost.apps.predictor import Predictor
+    copy = tmp_path / "kept"
+    shutil.copytree(image_run, copy)
+    path = copy / "predictions_test.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    labels = list(records[0]["probs"])
+    for r in records:               # every saved test prediction is now wrong: the label after the gold one
+        wrong = labels[(labels.index(r["gold"]) + 1) % len(labels)]
+        r["probs"] = {label: float(label == wrong) for label in labels}
+        r["label"] = wrong
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    embedded: list[int] = []
+    real_embed = Predictor.embed
+    monkeypatch.setattr(Predictor, "embed", lambda self, posts, **kw: (embedded.append(len(posts)),
+                                                                       real_embed(self, posts, **kw))[1])
+    report = build_report(copy, max_points=5)
+    assert embedded == [5]                               # the map's sample only: nothing else predicted again
+    test = next(s for s in report.splits if s.split == "test")
+    assert sum(test.confusion[k][k] for k in range(len(test.labels))) == 0
+    assert any("scores read from predictions_test.jsonl" in n for n in report.notes)
+    assert any("differ" in w for w in report.warnings)   # the edited file no longer agrees with metrics.json
+
+
 def test_cli_report_and_its_errors(image_run, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli.html"

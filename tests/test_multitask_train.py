@@ -54,9 +54,9 @@ def test_every_task_is_trained_scored_and_logged(run):
 
 
 def test_a_post_missing_one_label_is_kept_and_predictions_carry_every_task(run):
-    kept = sum(1 for line in open(run.run_dir / "test_predictions.jsonl"))
+    kept = sum(1 for line in open(run.run_dir / "predictions_test.jsonl"))
     assert kept == run.metrics["test"]["mood"]["n"]           # every test post, with or without a warmth label
-    record = json.loads(next(iter(open(run.run_dir / "test_predictions.jsonl"))))
+    record = json.loads(next(iter(open(run.run_dir / "predictions_test.jsonl"))))
     assert set(record["tasks"]) == {"mood", "warmth", "tags"} and isinstance(record["tasks"]["tags"]["label"], list)
     out = mmpost.load(run.run_dir).predict([Post(id="x", text="a post about thing 1", images=[])])
     assert set(out[0]["tasks"]) == {"mood", "warmth", "tags"}

@@ -29,3 +29,17 @@ def test_an_unmapped_image_column_is_used_and_a_look_alike_is_warned_about(tmp_p
     assert counts["without_image"] == 6
     assert "photo_file look like images but are not mapped" in caplog.text
     assert "data.columns.image=photo_file" in caplog.text
+
+
+def test_a_file_with_the_usual_column_names_is_evaluated_and_predicted(tmp_path, toy_csv):
+    from mmpost.apps.evaluate import evaluate
+    run = train(load_config(None, tiny_overrides(tmp_path, toy_csv) + ["name=named", "train.epochs=1"])).run_dir
+    colours = ["red", "blue", "green"]
+    rows = [f"u{i},a post about thing {i},p{i}.png,{colours[i % 3]}" for i in range(9)]
+    usual = tmp_path / "imgs" / "usual.csv"           # the run read post_id/body/picture; this file has the usual names
+    usual.write_text("id,text,image,mood\n" + "\n".join(rows) + "\n")
+    metrics, _ = evaluate(run, str(usual), progress=False)
+    assert metrics["all"]["mood"]["n"] == 9
+    counts = predict_file(run, str(usual), tmp_path / "u.jsonl", progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
+    assert counts["without_image"] == 0 and [r["id"] for r in lines] == [f"u{i}" for i in range(9)]

@@ -91,9 +91,9 @@ def test_runs_write_calibrated_and_raw_probabilities(binary_run):
     for key in ("temperature", "ece_raw", "ece", "nll_raw", "nll"):
         assert key in metrics["test"]["mood"] and key in metrics["dev"]["mood"]
     assert metrics["dev"]["mood"]["nll"] <= metrics["dev"]["mood"]["nll_raw"] + 1e-9   # fitted on dev
-    record = json.loads((binary_run / "test_predictions.jsonl").read_text().splitlines()[0])
+    record = json.loads((binary_run / "predictions_test.jsonl").read_text().splitlines()[0])
     assert set(record["probs"]) == set(record["probs_raw"]) == {"red", "blue"}
-    assert (binary_run / "dev_predictions.jsonl").exists()
+    assert (binary_run / "predictions_dev.jsonl").exists()
     assert (binary_run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert "Calibration" in (binary_run / "report.md").read_text()
 

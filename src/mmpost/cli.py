@@ -164,10 +164,13 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.", exists=True, file_okay=False)],
     data: Annotated[str, typer.Option(help="A CSV/JSONL manifest, read with the run's column mapping (no labels needed).")],
     out: Annotated[Path, typer.Option(help="Where to write one JSON line per post.")] = Path("predictions.jsonl"),
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="data.* overrides, e.g. data.columns.image_root=/imgs")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="data.* overrides, e.g. data.columns.image_root=/imgs; fabric.* to shard over processes, e.g. fabric.devices=2")] = None,
     chunk: Annotated[int, typer.Option(help="Posts read, predicted and written (then fsynced) at a time; memory does not grow with the file.", min=1)] = 1024,
     batch_size: Annotated[int, typer.Option(help="Posts per model batch.", min=1)] = 128,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and extend the run's feature cache (worth it for posts you will predict again); by default a chunk's features are thrown away.")] = False,
+    engine: Annotated[str, typer.Option(help="torch: this machine's processes (fabric.devices=N fabric.num_nodes=M shard the file); ray: Ray Data on a Ray cluster, writing a folder of Parquet files (pip install \"mmpost[ray]\").")] = "torch",
+    address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: a local one.")] = None,
+    workers: Annotated[int, typer.Option(help="--engine ray: Ray workers, each with the model loaded once.", min=1)] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write class probabilities for every post: `{"id", "label", "probs": {label: p}, "probs_raw": {...},
@@ -179,14 +182,32 @@ def predict(
     `image_used` says so. The manifest is streamed: results go to `OUT.part` chunk by chunk, and `OUT` appears
     (in one rename) only when complete. After a crash or Ctrl-C, run the same command again: finished posts are
     skipped.
+
+    Several processes: `mmpost predict RUN --data F fabric.devices=4` (or under torchrun / SLURM with
+    `fabric.num_nodes`) gives each process every N-th chunk and merges them into the file one process writes.
+    Ray: `--engine ray --workers 8 [--address auto] --out preds/` writes Parquet.
     """
     _setup(verbose)
     from mmpost.apps.predict import predict_file
+    if engine not in ("torch", "ray"):
+        raise typer.BadParameter(f"--engine must be torch or ray, got {engine!r}")
     try:
-        counts = predict_file(run_dir, data, out, overrides=overrides, chunk=chunk, batch_size=batch_size,
-                              cache=cache)
-    except (ValueError, FileNotFoundError) as e:
+        if engine == "ray":
+            from mmpost.apps.predict_ray import predict_with_ray
+            roots = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("data.columns.image_root=")]
+            if len(roots) != len(overrides or []):
+                raise ValueError("--engine ray reads the file with the run's columns: the one override it takes is "
+                                 "data.columns.image_root=FOLDER")
+            counts = predict_with_ray(run_dir, data, out, address=address, workers=workers, chunk=chunk,
+                                      batch_size=batch_size, image_root=roots[-1] if roots else None)
+        else:
+            counts = predict_file(run_dir, data, out, overrides=overrides, chunk=chunk, batch_size=batch_size,
+                                  cache=cache)
+    except (ValueError, FileNotFoundError, ImportError) as e:
         _fail(e)
+    from mmpost.engine.setup import is_rank_zero
+    if not is_rank_zero():
+        return
     resumed = f"; {counts['resumed']} were done before the interruption" if counts["resumed"] else ""
     typer.echo(f"{counts['posts']} posts → {out} ({counts['without_image']} predicted without an image{resumed})")
 
@@ -387,39 +408,6 @@ def relate(
 
 
 @app.command()
-def similarity(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run, ideally trained with objectives.itc.enabled=true on another task than the relation.", file_okay=False)],
-    config: Annotated[Optional[Path], typer.Argument(help="A recipe for the posts to score (default: the run's own data).", dir_okay=False)] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of that recipe")] = None,
-    task: Annotated[str, typer.Option(help="The label that carries the relation: relation (codes XY) or any task of posts that also have text_represented and image_adds.")] = "relation",
-    out: Annotated[Optional[Path], typer.Option(help="JSON file for the result (default: RUN_DIR/relation_similarity.json).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """How well the run's image-text similarity ranks posts by relation strength: Spearman's rho between the cosine
-    of the run's ITC projections and the 4-level score (1: text not represented, image adds nothing … 4: text
-    represented and image adds), on test and on the dataset's other test labelings (TIR: test_RM, test_RL).
-
-    ITRp uses this (with CLIP) to check label quality. Example, on the embedded default:
-    `mmpost train task=sentiment objectives.itc.enabled=true` then `mmpost similarity runs/<that run>`.
-    """
-    _setup(verbose)
-    from mmpost.apps.similarity import relation_similarity
-    from mmpost.config import ConfigError, load_config
-    try:
-        cfg = load_config(config, overrides or []) if config is not None or overrides else None
-        result = relation_similarity(run_dir, cfg, task=task, out=out or run_dir / "relation_similarity.json")
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(e)
-    rows = [[name, f"{r['rho']:.3f}", f"{r['p']:.1e}", str(r["n"]), str(r["skipped"]),
-             *("–" if r["mean_by_level"][lvl] is None else f"{r['mean_by_level'][lvl]:.3f}" for lvl in (1, 2, 3, 4))]
-            for name, r in result["splits"].items()]
-    _table(f"ITC similarity vs relation score · run trained on {result['run_task']}",
-           ["split", "Spearman rho", "p", "n", "skipped", "mean sim 1", "2", "3", "4"], rows, left=1)
-    for note in result["notes"]:
-        typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
-
-
-@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.", exists=True, file_okay=False)],
     out: Annotated[Optional[Path], typer.Option(help="The HTML file to write (default: RUN_DIR/run_report.html); the markdown twin and its figures folder go beside it.", dir_okay=False)] = None,
@@ -468,7 +456,11 @@ def datasets() -> None:
         typer.echo(f"    images:  {src.default_image_root or 'not shipped (give data.image_root)'}")
 
 
-from mmpost import cli_trust  # noqa: E402,F401  (registers cv, calibrate, label-issues)
+from mmpost import (  # noqa: E402
+    cli_clip,  # noqa: F401  (registers zeroshot, similarity)
+    cli_init,  # noqa: F401  (registers init)
+    cli_trust,  # noqa: F401  (registers cv, calibrate, label-issues)
+)
 
 
 def main() -> None:

@@ -125,7 +125,9 @@ class DataConfig:
 @dataclass
 class EncoderConfig:
     name: str
-    path: str | None = None                # HF name or local folder for "hf-text"
+    path: str | None = None                # HF name or local folder for "hf-text", "hf-image", "hf-clip"
+    side: str | None = None                # text | image: which of the run's towers this is (set by the defaults;
+                                           # hf-clip, one checkpoint for both towers, reads it)
     trainable: bool = False
     pooling: str | None = None             # mean | cls; default: the encoder's own (minilm mean, hf-* cls)
     max_length: int = 128
@@ -171,8 +173,9 @@ class RunConfig:
     plugins: list[str] = field(default_factory=list)   # modules imported first: their registered parts are usable
     data: DataConfig = field(default_factory=DataConfig)
     text_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="minilm", trainable=True,
-                                                                              precision="auto"))
-    image_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="efficientnet-lite0"))
+                                                                              precision="auto", side="text"))
+    image_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="efficientnet-lite0",
+                                                                               side="image"))
     model: Any = field(default_factory=lambda: {"name": "conc"})   # a family's own Config (docs/models.md)
     objectives: Any = field(default_factory=lambda: {"ce": {}})     # resolved to mmpost.objectives.spec.Objectives
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -315,6 +318,9 @@ def check(cfg: RunConfig) -> None:
     for side, enc in (("text_encoder", cfg.text_encoder), ("image_encoder", cfg.image_encoder)):
         if enc.precision not in (None, "auto", "fp32", "bf16"):
             raise ConfigError(f"{side}.precision must be auto, fp32 or bf16, got {enc.precision!r}")
+        if enc.side not in (None, side.split("_")[0]):
+            raise ConfigError(f"{side}.side must be {side.split('_')[0]} (it says which tower this is), "
+                              f"got {enc.side!r}")
 
 
 CALIBRATIONS = ("temperature", "temperature+bias", "none")

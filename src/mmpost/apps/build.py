@@ -28,6 +28,9 @@ def build_model(cfg, text_tower: TextTower, image_tower: ImageTower, num_classes
     return cls(text_tower, image_tower, num_classes, cfg)
 
 
-def build_objective(cfg: Objectives, tasks: Sequence[TaskInfo]) -> Objective:
-    """The enabled losses of the ``objectives`` section, built for the run's tasks."""
-    return Objective.from_configs(cfg.enabled(), LossContext(tasks=list(tasks)), cfg.weighting)
+def build_objective(cfg: Objectives, tasks: Sequence[TaskInfo], towers: tuple | None = None) -> Objective:
+    """The enabled losses of the ``objectives`` section, built for the run's tasks (and, given the run's two
+    towers, the logit scale of the checkpoint they share, if they are one CLIP or SigLIP checkpoint)."""
+    from mmpost.encoders.hf_clip import shared_logit_scale
+    context = LossContext(tasks=list(tasks), checkpoint_scale=shared_logit_scale(*towers) if towers else None)
+    return Objective.from_configs(cfg.enabled(), context, cfg.weighting)

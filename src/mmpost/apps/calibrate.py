@@ -3,7 +3,6 @@ binary task, chosen on the run's dev predictions, checked once on its test predi
 (``calibration.json``), so that predict, evaluate and serve decide by it."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from mmpost.apps.run_calibration import load_calibration
-from mmpost.apps.train_report import DEV_PREDICTIONS, TEST_PREDICTIONS
 from mmpost.atomic import atomic_write_json
 from mmpost.evaluation.calibration import CALIBRATION_FILE
 from mmpost.evaluation.operating_point import (
@@ -22,6 +20,7 @@ from mmpost.evaluation.operating_point import (
     precision_recall_at,
 )
 from mmpost.evaluation.predictions import Task, record_tasks, run_tasks
+from mmpost.evaluation.saved_predictions import predictions_path, read_records
 
 
 @dataclass
@@ -45,17 +44,14 @@ def binary_task(tasks: list[Task], name: str) -> Task:
     return task
 
 
-def split_scores(run_dir: Path, file: str, tasks: list[Task], task: Task, positive: str
+def split_scores(run_dir: Path, split: str, tasks: list[Task], task: Task, positive: str
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(probability of ``positive``, gold is ``positive``) of the labelled posts of a saved predictions file."""
-    path = run_dir / file
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: runs write {DEV_PREDICTIONS} and {TEST_PREDICTIONS} since "
-                                "calibration was added; train the run again to set an operating point")
+    """(probability of ``positive``, gold is ``positive``) of the labelled posts of a split's saved predictions."""
+    path = predictions_path(run_dir, split)
     scores, gold = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, record in enumerate(read_records(run_dir, split), 1):
         try:
-            part = record_tasks(json.loads(line), tasks)[task.name]
+            part = record_tasks(record, tasks)[task.name]
         except (ValueError, KeyError) as e:
             raise ValueError(f"{path}: line {n}: not a prediction record of task {task.name} ({e})") from None
         if part.get("gold") is None:
@@ -68,8 +64,8 @@ def split_scores(run_dir: Path, file: str, tasks: list[Task], task: Task, positi
 def default_positive(run_dir: Path, tasks: list[Task], task: Task) -> str:
     """The rarer label on dev (what analysts threshold: fake, hateful, offensive ...)."""
     counts: Counter[str] = Counter()
-    for line in (run_dir / DEV_PREDICTIONS).read_text(encoding="utf-8").splitlines():
-        gold = record_tasks(json.loads(line), tasks)[task.name].get("gold")
+    for record in read_records(run_dir, "dev"):
+        gold = record_tasks(record, tasks)[task.name].get("gold")
         if gold is not None:
             counts[str(gold)] += 1
     return min(task.labels, key=lambda label: (counts[label], task.labels.index(label)))
@@ -88,15 +84,15 @@ def set_operating_point(run_dir: str | Path, spec: str, positive: str | None = N
         notes.append(f"positive label: {positive} (the rarer one on dev; --positive chooses another)")
     elif positive not in task.labels:
         raise ValueError(f"--positive {positive!r} is not a label of task {task.name}: {list(task.labels)}")
-    dev_scores, dev_gold = split_scores(run_dir, DEV_PREDICTIONS, tasks, task, positive)
+    dev_scores, dev_gold = split_scores(run_dir, "dev", tasks, task, positive)
     point = choose_threshold(dev_scores, dev_gold, metric=metric, target=target, task=task.name,
                              positive_label=positive)
     if not point.reached:
         notes.append(f"dev never reaches {metric} {target:g}: the threshold with the best dev {metric} "
                      f"({point.dev_precision if metric == 'precision' else point.dev_recall:.3f}) was taken")
     result = OperatingPointResult(point, None, None, None, 0, notes)
-    if (run_dir / TEST_PREDICTIONS).exists():
-        test_scores, test_gold = split_scores(run_dir, TEST_PREDICTIONS, tasks, task, positive)
+    if predictions_path(run_dir, "test").exists():
+        test_scores, test_gold = split_scores(run_dir, "test", tasks, task, positive)
         p, r, k = precision_recall_at(test_scores, test_gold, point.threshold)
         result = replace(result, test_precision=p, test_recall=r, test_predicted_positive=k, test_n=len(test_gold))
     save_point(run_dir, tasks, point, result)

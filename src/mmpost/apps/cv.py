@@ -34,6 +34,7 @@ from mmpost.data.tasks import TaskSpec
 from mmpost.engine.resume import LAST
 from mmpost.evaluation.cv_summary import RunScores, summarise, write_cv_report
 from mmpost.evaluation.predictions import LABELS_FILE, Task, prediction_line, tasks_to_json
+from mmpost.evaluation.saved_predictions import read_records
 from mmpost.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,7 @@ def oof_records(plan: FoldPlan, jobs: list[tuple[int, int, Path]]) -> list[dict[
     by_id = {p.id: p for p in plan.posts}
     out = []
     for seed, k, run_dir in jobs:
-        for line in (run_dir / "test_predictions.jsonl").read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line)
+        for rec in read_records(run_dir, "test"):
             post = by_id[str(rec["id"])]
             rec.update(fold=k, seed=seed, text=post.text, images=list(post.images))
             if "row" in post.meta:

@@ -7,8 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mmpost.apps.prepare import PreparedData, prepare
-from mmpost.config import load_config
+from mmpost.apps.prepare import PreparedData, in_own_layout, prepare
+from mmpost.config import load_config, resolve
+from mmpost.data.file_columns import complete_mapping
 from mmpost.data.saved_splits import SPLITS_FILE
 from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.report import TaskReport, write_metrics, write_tasks_report
@@ -19,7 +20,8 @@ def evaluate_loaded(predictor: Any, data: str | None = None, overrides: list[str
                     progress: bool = True) -> tuple[dict, Path]:
     """Metrics {split: {task: {...}}} and the folder they were written to (``RUN/evaluations/<name>``).
 
-    ``data``: a CSV/JSONL/Parquet manifest read with the run's column mapping (all its posts are evaluated);
+    ``data``: a CSV/JSONL/Parquet manifest read with the run's column mapping, or, for a run trained on a dataset
+    adapter, a file in that dataset's own layout read by the adapter (all its posts are evaluated);
     without it, the run's own test split. ``overrides``: ``data.*`` keys (e.g. ``data.columns.image_root=...``).
     """
     run_dir = Path(predictor.run_dir)
@@ -50,10 +52,16 @@ def _prepared(run_dir: Path, predictor: Any, data: str | None, overrides: list[s
     """The posts to evaluate, read as the run's first task reads them (its labels checked): another file as a whole,
     or the run's own test split, exactly as its ``splits.csv`` recorded it (runs saved before it: split again)."""
     dcfg = load_config(run_dir / "config.yaml", overrides).data
+    if data is not None and in_own_layout(dcfg, data):      # e.g. MultiOFF's test file for a multioff run
+        dcfg = replace(dcfg, limit=None, files={}, splits_from=None)
+        return prepare(dcfg, predictor.task, labels=predictor.labels, path=data, progress=progress,
+                       require_splits=False)
     if data is not None:
         p = Path(data).expanduser()
         dcfg = replace(dcfg, source="manifest", path=str(p.resolve()) if p.exists() else data, limit=None,
                        files={}, splits_from=None)
+        path = str(resolve(dcfg, dcfg.path))
+        dcfg = replace(dcfg, columns=complete_mapping(path, dcfg.columns, [t.name for t in predictor.tasks]))
     elif (run_dir / SPLITS_FILE).exists():
         dcfg = replace(dcfg, splits_from=str(run_dir))
     return prepare(dcfg, predictor.task, labels=predictor.labels, progress=progress, require_splits=False)

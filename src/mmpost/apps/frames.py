@@ -4,6 +4,7 @@ line: it is written as a Parquet manifest and read with the run's column mapping
 predictions come back as the shared prediction records, flattened into columns."""
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
@@ -27,15 +28,20 @@ def write_frame(df: Any, path: Path) -> Path:
 
 
 def frame_posts(predictor: Any, df: Any) -> list:
-    """The posts of a frame, read with the run's column mapping (labels kept where the columns are there)."""
+    """The posts of a frame, read with the run's column mapping (labels kept where the columns are there); relative
+    image paths start from the run's ``data.columns.image_root``, else the working folder."""
     from mmpost.apps.prepare import column_mapping
+    from mmpost.data.file_columns import complete_mapping
     from mmpost.data.manifest import load_manifest
     cols = predictor.config.data.columns
     present = set(df.columns)
     labels = {t: c for t, c in cols.labels.items() if (c in present if isinstance(c, str) else set(c) <= present)}
-    data = replace(predictor.config.data, columns=replace(cols, labels=labels, split=None))
+    root = cols.image_root if cols.image_root is not None else os.getcwd()     # relative paths: from here
+    data = replace(predictor.config.data, columns=replace(cols, labels=labels, split=None, image_root=root))
     with tempfile.TemporaryDirectory(prefix="mmpost-frame-") as tmp:
-        return load_manifest(write_frame(df, Path(tmp) / FRAME_FILE), column_mapping(data))
+        path = str(write_frame(df, Path(tmp) / FRAME_FILE))
+        tasks = [t.name for t in predictor.tasks]
+        return load_manifest(path, complete_mapping(path, column_mapping(data), tasks))
 
 
 def records_frame(records: Sequence[dict], tasks: Sequence[Task]) -> Any:

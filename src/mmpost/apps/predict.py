@@ -21,13 +21,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from mmpost.apps.predict_shards import Shard, ShardFiles, merge_shards, own_chunks, whole_chunks
 from mmpost.apps.predictor import Predictor
-from mmpost.apps.prepare import column_mapping
+from mmpost.apps.prepare import adapter_file, column_mapping, in_own_layout
 from mmpost.atomic import atomic_write_json
-from mmpost.config import ColumnsConfig, load_config, resolve
+from mmpost.config import ColumnsConfig, FabricConfig, RunConfig, load_config, resolve
 from mmpost.data.file_columns import complete_mapping
 from mmpost.data.manifest import ColumnMapping, iter_manifest
 from mmpost.data.post import Post
+from mmpost.engine.setup import is_multiprocess, make_fabric
 from mmpost.evaluation.predictions import prediction_line
 from mmpost.progress import bar as progress_bar
 
@@ -114,13 +118,14 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1 post, got {chunk}")
     run_dir, out = Path(run_dir), Path(out)
+    processes = fabric_overrides(overrides)
+    if is_multiprocess(processes):
+        return _predict_sharded(run_dir, data, out, processes, overrides=overrides, chunk=chunk,
+                                batch_size=batch_size, cache=cache, progress=progress)
     predictor = Predictor(run_dir)
-    manifest, mapping = _manifest(run_dir, data, overrides)
+    manifest, stream = _posts(run_dir, data, overrides)
     part, owner_file = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.json")
-    labels = predictor.labels if len(predictor.tasks) == 1 else {t.name: list(t.labels) for t in predictor.tasks}
-    owner = {"run": str(run_dir.resolve()), "data": str(Path(manifest).resolve()), "labels": labels,
-             "overrides": list(overrides or [])}
-    stream = iter_manifest(manifest, mapping)
+    owner = _owner(run_dir, predictor, manifest, overrides)
     first = next(stream, None)            # a file that cannot be read fails here, before anything is written
     posts = itertools.chain([first] if first is not None else [], stream)
     counts = {"posts": 0, "without_image": 0, "resumed": 0}
@@ -135,14 +140,7 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     bar = progress_bar(enabled=progress, desc="predict", unit="post", initial=counts["posts"])
     with open(part, "a", encoding="utf-8") as f:
         for posts_of_chunk in chunks(posts, chunk):
-            scores = _predict_chunk(predictor, posts_of_chunk, batch_size=batch_size, cache=cache)
-            records = predictor.records([p.id for p in posts_of_chunk], scores.probs, scores.image_used,
-                                        decimals=DECIMALS, probs_raw=scores.probs_raw)
-            counts["without_image"] += int((~scores.image_used.astype(bool)).sum())
-            f.writelines(prediction_line(r) for r in records)
-            f.flush()
-            os.fsync(f.fileno())          # a crash loses at most the chunk in progress
-            counts["posts"] += len(posts_of_chunk)
+            _write_chunk(f, predictor, posts_of_chunk, counts, batch_size=batch_size, cache=cache)
             bar.update(len(posts_of_chunk))
     bar.close()
     os.replace(part, out)
@@ -150,9 +148,97 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     return counts
 
 
-def _manifest(run_dir: Path, data: str, overrides: list[str] | None) -> tuple[str, ColumnMapping]:
-    """The data file, and the run's column mapping for it (without labels or splits: not needed to predict)."""
+def fabric_overrides(overrides: list[str] | None) -> FabricConfig:
+    """The processes to predict with: the ``fabric.*`` overrides given to this command on the defaults (one
+    process), never the run's own training setup."""
+    return load_config(None, [o for o in overrides or [] if o.startswith("fabric.")]).fabric
+
+
+def _predict_sharded(run_dir: Path, data: str, out: Path, processes: FabricConfig, *, overrides: list[str] | None,
+                     chunk: int, batch_size: int, cache: bool, progress: bool) -> dict[str, int]:
+    """Every process predicts its shard (:mod:`mmpost.apps.predict_shards`); rank 0 merges them into ``out``."""
+    fabric = make_fabric(processes)
+    shard = Shard(fabric.global_rank, fabric.world_size)
+    predictor = Predictor(run_dir, device=fabric.device)
+    manifest, stream = _posts(run_dir, data, overrides)
+    files = ShardFiles.of(out, shard)
+    owner = {**_owner(run_dir, predictor, manifest, overrides), "chunk": chunk, "shard": [shard.rank, shard.world]}
+    counts = {"posts": 0, "without_image": 0, "resumed": 0}
+    if files.done.exists():             # complete before an interruption: left as it is
+        _check_owner(files.owner, files.done, owner)
+        _count_finished(files.done, counts)
+    else:
+        _predict_shard(predictor, stream, files, owner, shard, counts, chunk=chunk, batch_size=batch_size,
+                       cache=cache, progress=progress and shard.rank == 0)
+    fabric.barrier()
+    if shard.rank == 0:
+        merge_shards(out, shard.world, chunk)
+    fabric.barrier()
+    total = fabric.all_reduce(torch.tensor([counts["posts"], counts["without_image"], counts["resumed"]],
+                                           dtype=torch.float64), reduce_op="sum")
+    return dict(zip(("posts", "without_image", "resumed"), (int(v) for v in total.tolist())))
+
+
+def _predict_shard(predictor: Predictor, stream: Iterator[Post], files: ShardFiles, owner: dict[str, Any],
+                   shard: Shard, counts: dict[str, int], *, chunk: int, batch_size: int, cache: bool,
+                   progress: bool) -> None:
+    skip = 0
+    if files.part.exists():
+        _check_owner(files.owner, files.part, owner)
+        skip = whole_chunks(files.part, chunk)
+        _count_finished(files.part, counts)
+    else:
+        files.part.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(files.owner, owner)
+    bar = progress_bar(enabled=progress, desc=f"predict (shard {shard.rank} of {shard.world})", unit="post")
+    with open(files.part, "a", encoding="utf-8") as f:
+        for n, posts_of_chunk in enumerate(own_chunks(chunks(stream, chunk), shard)):
+            if n < skip:
+                continue
+            _write_chunk(f, predictor, posts_of_chunk, counts, batch_size=batch_size, cache=cache)
+            bar.update(len(posts_of_chunk))
+    bar.close()
+    os.replace(files.part, files.done)
+
+
+def _count_finished(path: Path, counts: dict[str, int]) -> None:
+    for line in _finished_lines(path):
+        counts["posts"] += 1
+        counts["resumed"] += 1
+        counts["without_image"] += int(not line.get("image_used", True))
+
+
+def _owner(run_dir: Path, predictor: Predictor, manifest: str, overrides: list[str] | None) -> dict[str, Any]:
+    labels = predictor.labels if len(predictor.tasks) == 1 else {t.name: list(t.labels) for t in predictor.tasks}
+    return {"run": str(run_dir.resolve()), "data": str(Path(manifest).resolve()), "labels": labels,
+            "overrides": [o for o in overrides or [] if not o.startswith("fabric.")]}
+
+
+def _write_chunk(f: Any, predictor: Predictor, posts: list[Post], counts: dict[str, int], *, batch_size: int,
+                 cache: bool) -> None:
+    """Predict one chunk and append its lines, flushed and fsynced: a crash loses at most the chunk in progress."""
+    scores = _predict_chunk(predictor, posts, batch_size=batch_size, cache=cache)
+    records = predictor.records([p.id for p in posts], scores.probs, scores.image_used, decimals=DECIMALS,
+                                probs_raw=scores.probs_raw)
+    counts["without_image"] += int((~scores.image_used.astype(bool)).sum())
+    f.writelines(prediction_line(r) for r in records)
+    f.flush()
+    os.fsync(f.fileno())
+    counts["posts"] += len(posts)
+
+
+def _posts(run_dir: Path, data: str, overrides: list[str] | None) -> tuple[str, Iterator[Post]]:
+    """The data file and its posts: read by the run's dataset adapter when the file is in that dataset's own layout
+    (a small file, read whole), else streamed as a manifest with the run's column mapping."""
     cfg = load_config(run_dir / "config.yaml", overrides)
+    if in_own_layout(cfg.data, data):
+        return str(Path(data).expanduser().resolve()), iter(adapter_file(cfg.data, data)[0])
+    path, mapping = _manifest(cfg, data)
+    return path, iter_manifest(path, mapping)
+
+
+def _manifest(cfg: RunConfig, data: str) -> tuple[str, ColumnMapping]:
+    """The data file, and the run's column mapping for it (without labels or splits: not needed to predict)."""
     p = Path(data).expanduser()
     columns: ColumnsConfig = replace(cfg.data.columns, labels={}, label_values={}, split=None)
     dcfg = replace(cfg.data, source="manifest", path=str(p.resolve()) if p.exists() else data, columns=columns)

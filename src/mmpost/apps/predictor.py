@@ -44,10 +44,10 @@ def probabilities(logits: torch.Tensor, task: Task, temperature: float = 1.0,
                   bias: Sequence[float] | None = None) -> np.ndarray:
     """[B, C] probabilities of logits / T (+ a bias per label): a softmax over a task's labels, or one sigmoid per
     label for a multi-label task."""
-    logits = logits.float() / float(temperature)
+    logits = logits.float().cpu() / float(temperature)
     if bias is not None:
         logits = logits + torch.tensor(bias, dtype=logits.dtype)
-    return (logits.sigmoid() if task.multi_label else logits.softmax(-1)).numpy()
+    return (logits.sigmoid() if task.multi_label else logits.softmax(-1)).cpu().numpy()
 
 
 @dataclass
@@ -61,8 +61,9 @@ class Scores:
 
 
 class Predictor:
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, device: str | torch.device | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.device = torch.device(device or "cpu")     # where the model runs (e.g. a process's own GPU)
         for needed in ("config.yaml", "labels.json", "model.safetensors"):
             if not (self.run_dir / needed).exists():
                 raise FileNotFoundError(f"{self.run_dir} is not a finished mmpost run: {needed} is missing")
@@ -79,7 +80,7 @@ class Predictor:
         missing_unexpected = self.model.load_state_dict(state, strict=False)
         if missing_unexpected.unexpected_keys:
             raise ValueError(f"{self.run_dir}: weights do not fit the model: {missing_unexpected.unexpected_keys[:5]}")
-        self.model.eval()
+        self.model.eval().to(self.device)
 
     def _decision(self, task: Task) -> Task:
         """The task as saved, or deciding by its operating point where ``mmpost calibrate`` set one."""
@@ -118,7 +119,7 @@ class Predictor:
         cal: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
         raw: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
         for batch in dl:
-            output = self.model(batch)
+            output = self.model(batch.to(self.device))
             for parts, calibrated in ((cal, True), (raw, False)):
                 for name, p in self._task_probs(output, calibrated).items():
                     parts[name].append(p)
@@ -144,11 +145,11 @@ class Predictor:
         probs: dict[str, list[np.ndarray]] = {t.name: [] for t in self.tasks}
         parts: dict[str, list[np.ndarray]] = {"text_embeds": [], "image_embeds": []}
         for batch in dl:
-            out = self.model(batch)
+            out = self.model(batch.to(self.device))
             for name, p in self._task_probs(out).items():
                 probs[name].append(p)
-            parts["text_embeds"].append(out.text_embeds.float().numpy())
-            parts["image_embeds"].append(out.image_embeds.float().numpy())
+            parts["text_embeds"].append(out.text_embeds.float().cpu().numpy())
+            parts["image_embeds"].append(out.image_embeds.float().cpu().numpy())
         result = {k: np.concatenate(v) if v else np.zeros((0, 0), dtype=np.float32) for k, v in parts.items()}
         by_task = self._joined(probs)
         result["probs"] = by_task[self.task]

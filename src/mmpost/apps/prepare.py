@@ -111,6 +111,8 @@ def load_source(cfg: DataConfig, path: str | None = None) -> tuple[list[Post], l
         s = cfg.synthetic
         posts = generate_posts(synthetic_dir(cfg), n=s.n, size=s.size, seed=s.seed, words_in_image=s.words_in_image)
         return posts, []
+    if path is not None and in_own_layout(cfg, path):
+        return adapter_file(cfg, path)
     if cfg.source not in ("synthetic", "manifest") and path is None:
         from mmpost.data.sources import get_source
         root = data_root(cfg)
@@ -128,6 +130,28 @@ def load_source(cfg: DataConfig, path: str | None = None) -> tuple[list[Post], l
         return split_files(cfg), [f"one file per split (data.files): {listed}"]
     manifest = resolve(cfg, path or cfg.path)
     return load_manifest(manifest, column_mapping(cfg)), []  # type: ignore[arg-type]
+
+
+def in_own_layout(cfg: DataConfig, path: str) -> bool:
+    """Whether ``cfg.source`` is a dataset adapter and ``path`` a file in that dataset's own layout (its header has
+    the adapter's columns: :mod:`mmpost.data.sources.layout`); such a file is read by the adapter, not as a
+    manifest."""
+    if cfg.source in ("synthetic", "manifest"):
+        return False
+    from mmpost.data.sources import get_source
+    from mmpost.data.sources.layout import reads_layout
+    return reads_layout(get_source(cfg.source), Path(path).expanduser())
+
+
+def adapter_file(cfg: DataConfig, path: str) -> tuple[list[Post], list[str]]:
+    """The posts (split ``test``) and notes of ``path``, a file in the layout of the dataset ``cfg.source``."""
+    from mmpost.data.sources import get_source
+    from mmpost.data.sources.layout import read_in_layout
+    loaded = read_in_layout(get_source(cfg.source), Path(path).expanduser(), data_root=data_root(cfg),
+                            image_root=cfg.image_root)
+    for note in loaded.notes:
+        log.info("%s: %s", cfg.source, note)
+    return loaded.posts, list(loaded.notes)
 
 
 def default_labels(task: str, cfg: DataConfig, posts: list[Post], *, first: bool = True) -> list[str]:

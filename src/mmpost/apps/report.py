@@ -1,10 +1,12 @@
 """``mmpost report RUN_DIR``: read a finished run back and write one self-contained HTML page and its markdown
 twin — metrics, confusion matrices, training curves, a map of the text and image vectors, and the mistakes.
 
-The run's model is loaded (``mmpost.load``) and its dev and test posts are predicted again, from the data its
-``config.yaml`` names: that is what the confusion matrices, the map and the examples need, and it checks that the
-predictions still agree with ``metrics.json``. When the data cannot be read any more, the page still shows what
-the run wrote (metrics, curves) and says what is missing and why.
+The scores come from the predictions the run kept (``predictions_dev.jsonl``, ``predictions_test.jsonl``); the
+posts themselves (texts and images of the examples) are read again from the data its ``config.yaml`` names, and
+the model (``mmpost.load``) runs only for the embedding map's sample. A run that kept no predictions, or whose
+data changed since, is predicted again; either way the page checks that the scores agree with ``metrics.json``.
+When the data cannot be read any more, the page still shows what the run wrote (metrics, curves) and says what is
+missing and why.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 import numpy as np
@@ -34,6 +37,7 @@ from mmpost.evaluation.plots import confusion_png, curves_png, embedding_map_png
 from mmpost.evaluation.predictions import Task, run_tasks
 from mmpost.evaluation.report_content import ClassErrorSection, ExampleCard, Figure, RunReport, SplitResult
 from mmpost.evaluation.run_files import chosen_epoch, read_json, read_log, run_metric_rows
+from mmpost.evaluation.saved_predictions import predictions_path, read_saved_split
 from mmpost.evaluation.task_scores import TaskScore, confusion_file, score_task
 
 log = logging.getLogger(__name__)
@@ -150,17 +154,21 @@ def curves_part(report: RunReport, run_dir: Path, cfg: RunConfig, history: list[
 
 
 def map_part(report: RunReport, split: str, pred: Predicted, labels: list[str], projection: str,
-             max_points: int, itc: bool) -> None:
+             max_points: int, itc: bool, embed: Callable[[list[Post]], dict[str, np.ndarray]]) -> None:
+    """The 2-D map of one split's text and image vectors (``embed`` gives them for the posts shown)."""
     n = len(pred.posts)
     rows = np.arange(n)
     if n > max_points:
         rows = np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
         report.map_notes.append(f"The map shows a random sample of {max_points} of the {n} {split} posts (seed 0).")
-    out = pred.outputs
-    has_image = out["has_image"][rows]
+    if "text_embeds" in pred.outputs:
+        out = {k: v[rows] for k, v in pred.outputs.items()}
+    else:                               # scores came from the saved predictions: embed only the posts shown
+        out = embed([pred.posts[r] for r in rows])
+    has_image = out["has_image"]
     n_points = len(rows) + int(has_image.sum())
     method = choose_projection(projection, n_points)
-    m = project_2d(out["text_embeds"][rows], out["image_embeds"][rows], has_image, method=method)
+    m = project_2d(out["text_embeds"], out["image_embeds"], has_image, method=method)
     y = pred.y[rows]
     pairs = [(int(t), k) for k, t in enumerate(m.image_rows)] if len(rows) <= MAX_PAIR_LINES else []
     title = f"{split} · {'t-SNE' if m.method == 'tsne' else 'PCA'} of L2-normalised vectors · {len(rows)} posts"
@@ -231,10 +239,26 @@ def task_result(report: RunReport, split: str, score: TaskScore, n_tasks: int, r
             report.warnings.append(warning)
 
 
+def split_outputs(predictor: Predictor, split: str, posts: list[Post], progress: bool) -> tuple[dict, str]:
+    """``probs:TASK`` and ``has_image`` of one split, and where they came from: the run's saved predictions when
+    they list exactly these posts, else the model run again (with the map's vectors too)."""
+    try:
+        saved = read_saved_split(predictor.run_dir, split, predictor.tasks)
+    except (FileNotFoundError, ValueError) as e:
+        return predictor.embed(posts, progress=progress), f"{split}: predicted again ({first_line(e)})"
+    if saved.ids != [p.id for p in posts]:
+        return (predictor.embed(posts, progress=progress),
+                f"{split}: predicted again (the saved predictions list other posts than the data now has)")
+    outputs = {f"probs:{t.name}": saved.probs[t.name] for t in predictor.tasks}
+    outputs["has_image"] = saved.image_used
+    return outputs, f"{split}: scores read from {predictions_path(predictor.run_dir, split).name}"
+
+
 def predict_split(report: RunReport, predictor: Predictor, split: str, posts: list[Post], recorded: dict,
                   progress: bool) -> Predicted:
-    """Predict one split again and add every task's results on it."""
-    outputs = predictor.embed(posts, progress=progress)
+    """One split's scores (saved or predicted again) and every task's results on it."""
+    outputs, source = split_outputs(predictor, split, posts, progress)
+    report.notes.append(source)
     scores = {t.name: score_task(t, posts, outputs[f"probs:{t.name}"]) for t in predictor.tasks}
     for score in scores.values():
         task_result(report, split, score, len(predictor.tasks), recorded)
@@ -312,7 +336,8 @@ def build_report(run_dir: Path, *, overrides: list[str] | None = None, examples:
     if shown is None:
         report.map_notes.append("Every task of this run is multi-label: there is no one class to colour the map by.")
     else:
-        map_part(report, split, pred, list(shown.labels), projection, max_points, cfg.objectives.on("itc"))
+        map_part(report, split, pred, list(shown.labels), projection, max_points, cfg.objectives.on("itc"),
+                 lambda posts: predictor.embed(posts, progress=progress))
     for t in (t for t in predictor.tasks if not t.multi_label):
         errors_part(report, split, pred, pred.scores[t.name], examples, len(predictor.tasks) > 1)
     return report

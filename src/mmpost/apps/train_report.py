@@ -18,12 +18,10 @@ from mmpost.evaluation.multi_label import multi_label_metrics
 from mmpost.evaluation.plots import confusion_png
 from mmpost.evaluation.predictions import Task, prediction_records, write_predictions
 from mmpost.evaluation.report import TaskReport, write_metrics, write_tasks_report
+from mmpost.evaluation.saved_predictions import PREDICTIONS_FILES
 from mmpost.evaluation.task_metrics import labelled_rows, metrics_of, per_class_rows
 from mmpost.evaluation.task_scores import confusion_file
 from mmpost.evaluation.uncertainty import weighted_f1_ci
-
-TEST_PREDICTIONS = "test_predictions.jsonl"
-DEV_PREDICTIONS = "dev_predictions.jsonl"     # what `mmpost calibrate` chooses an operating point on
 
 
 def baseline_of(task: TaskSpec, train_labels: np.ndarray, eval_labels: np.ndarray) -> dict:
@@ -137,7 +135,7 @@ def evaluate_and_report(run_dir: Path, cfg: RunConfig, data: PreparedData, datas
                                       datasets[eval_split].task_labels[task.name].numpy())
     metrics = {split: {r.task: r.split_metrics[split] for r in reports} for split in predictions}
     write_metrics(run_dir, metrics)
-    for split, name in (("dev", DEV_PREDICTIONS), ("test", TEST_PREDICTIONS)):
+    for split, name in PREDICTIONS_FILES.items():
         if split in predictions:
             save_predictions(run_dir / name, data, split, datasets, predictions[split], raw[split])
     write_card(run_dir, cfg, data, metrics, {r.task: r.baseline for r in reports}, calibration)

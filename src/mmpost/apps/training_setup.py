@@ -73,7 +73,7 @@ def setup_training(cfg: RunConfig, data: PreparedData, towers: tuple) -> Trainin
     datasets = make_datasets(data, cfg, text_tower, image_tower)
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, text_tower, image_tower, {t.name: len(t.labels) for t in data.tasks})
-    step = TrainStep(model, build_objective(cfg.objectives, task_infos(data, datasets)))
+    step = TrainStep(model, build_objective(cfg.objectives, task_infos(data, datasets), towers))
     optimizer = build_optimizer(step, towers, cfg)
     t = cfg.train
     loaders = {name: loader(ds, t.batch_size if name == "train" else t.eval_batch_size, shuffle=name == "train",

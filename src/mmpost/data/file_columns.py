@@ -1,18 +1,22 @@
 """The column names of a manifest, read without reading its rows (CSV/TSV header, the first JSONL object's keys,
-the Parquet schema), and the run's mapping completed for a file it was not made for: an unmapped ``image`` column
-is picked up, and other columns that look like images are named in a warning."""
+the Parquet schema), and the run's mapping completed for a file it was not made for: the usual names (``id``,
+``text``, ``image``, each task's name) are picked up where the mapped columns are absent, and other columns that
+look like images are named in a warning."""
 from __future__ import annotations
 
 import csv
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from .columns import ColumnMapping, ManifestError
 from .readers import _csv_kwargs, _detect_format
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 IMAGE_LIKE = re.compile(r"image|img|photo|picture|pic\b|media|file", re.IGNORECASE)
 
 
@@ -34,12 +38,39 @@ def file_columns(path: str, mapping: ColumnMapping) -> list[str]:
         return []
 
 
-def complete_mapping(path: str, mapping: ColumnMapping) -> ColumnMapping:
-    """``mapping`` with an ``image`` column the file has but the run never mapped (a run trained on data without
-    images, or on an adapter); a warning names any other column that looks like images and stays unmapped."""
+def complete_mapping(path: str, mapping: M, tasks: Sequence[str] = ()) -> M:
+    """``mapping`` (a ``ColumnMapping`` or ``data.columns``) completed for a file it was not made for: where a mapped
+    column is not in the file, the usual name is used when the file has it (``id``, ``text``, and each of ``tasks``
+    by its own name); an unmapped ``image`` column is picked up (a run trained on data without images, or on an
+    adapter); a warning names any other column that looks like images and stays unmapped."""
+    columns = file_columns(path, mapping)
+    if not columns:
+        return mapping
+    changes: dict[str, Any] = {}
+    if mapping.id is not None and mapping.id not in columns:
+        changes["id"] = "id" if "id" in columns else None
+    if mapping.image is not None and mapping.image not in columns and "image" in columns:
+        changes["image"] = "image"
+    texts = [mapping.text] if isinstance(mapping.text, str) else list(mapping.text or [])
+    if "text" in columns and any(t not in columns for t in texts):
+        changes["text"] = "text"
+    labels = dict(mapping.labels)
+    for task in tasks:
+        mapped = labels.get(task)
+        if task in columns and (mapped is None or (isinstance(mapped, str) and mapped not in columns)):
+            labels[task] = task
+    if labels != dict(mapping.labels):
+        changes["labels"] = labels
+    for key, value in changes.items():
+        log.info("%s: data.columns.%s read as %s (the run's mapping names columns this file lacks)", path, key,
+                 value)
+    mapping = replace(mapping, **changes) if changes else mapping
+    return _with_image_column(path, mapping, columns)
+
+
+def _with_image_column(path: str, mapping: M, columns: list[str]) -> M:
     if mapping.image is not None:
         return mapping
-    columns = file_columns(path, mapping)
     if "image" in columns:
         log.warning("%s: its 'image' column is read as the posts' images (the run's mapping has none; "
                     "data.columns.image=... chooses another)", path)

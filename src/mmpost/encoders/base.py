@@ -23,6 +23,7 @@ class TextTower(nn.Module):
     dim: int
     identity: str
     max_length: int
+    pooled_first: bool = False      # True: tokens[:, 0] is the pooled vector (hf-clip puts it in front)
 
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -49,6 +50,7 @@ class ImageTower(nn.Module):
     fit: str
     extract_batch_size: int | None = None   # the batch that extracts fastest (a CNN on CPU: small); None: the caller's
     decode_workers: int = 2                 # threads decoding the next images while the tower runs (0: in turn)
+    pooled_first: bool = False              # True: tokens[:, 0] is the pooled vector (hf-clip puts it in front)
 
     def preprocess_spec(self) -> str:
         return f"size={self.image_size},mean={self.mean},std={self.std},fit={self.fit}"

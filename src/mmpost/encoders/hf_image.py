@@ -13,6 +13,7 @@ from pathlib import Path
 from torch import Tensor
 
 from mmpost.encoders.base import ImageTower, TowerOutput
+from mmpost.encoders.clip_checkpoint import require_single_tower_type
 from mmpost.encoders.hf_text import POOLINGS, _weights_digest
 from mmpost.encoders.quiet_loading import quiet_transformers
 from mmpost.registry import register
@@ -38,6 +39,7 @@ class HFImageTower(ImageTower):
             raise ValueError(f"unknown image pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         if not Path(path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(f"image encoder {path!r} is not a local folder and the hub is offline")
+        require_single_tower_type(path, "image_encoder", "hf-image")
         with quiet_transformers():
             self.model = AutoModel.from_pretrained(path)
         model_size = getattr(self.model.config, "image_size", None)

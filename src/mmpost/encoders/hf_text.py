@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import Tensor
 
 from mmpost.encoders.base import TextTower, TowerOutput
+from mmpost.encoders.clip_checkpoint import require_single_tower_type
 from mmpost.encoders.precision import extraction_precision, resolve_precision
 from mmpost.encoders.quiet_loading import quiet_transformers
 from mmpost.registry import register
@@ -37,6 +38,7 @@ class HFTextTower(TextTower):
         local = Path(path).exists()
         if not local and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(f"text encoder {path!r} is not a local folder and the hub is offline")
+        require_single_tower_type(path, "text_encoder", "hf-text")
         with quiet_transformers():
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModel.from_pretrained(path)

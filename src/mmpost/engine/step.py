@@ -69,4 +69,6 @@ def first_rows(output: ModelOutput, n: int) -> ModelOutput:
     return ModelOutput.of_tasks({t: v[:n] for t, v in output.task_logits.items()},
                                 text_embeds=output.text_embeds[:n], image_embeds=output.image_embeds[:n],
                                 fused=output.fused[:n], has_image=output.has_image[:n],
-                                itm_logits=output.itm_logits, itm_labels=output.itm_labels)
+                                itm_logits=output.itm_logits, itm_labels=output.itm_labels,
+                                tower_text=None if output.tower_text is None else output.tower_text[:n],
+                                tower_image=None if output.tower_image is None else output.tower_image[:n])

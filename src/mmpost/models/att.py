@@ -67,7 +67,9 @@ class BerViTAtt(MultimodalModel):
         fused = self.fuse(first, image_d)
         t, v = self.text_proj(first), self.image_proj(image.mean(dim=1))
         out = ModelOutput.of_tasks(task_logits(self.classifier(fused), self.tasks), text_embeds=t, image_embeds=v,
-                                   fused=fused, has_image=batch.has_image)
+                                   fused=fused, has_image=batch.has_image,   # hf-clip: pooled vectors in front
+                                   tower_text=first if self.text_tower.pooled_first else None,
+                                   tower_image=image[:, 0] if self.image_tower.pooled_first else None)
         if itm is not None:
             pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             ti, ii = pairs.text_index, pairs.image_index

@@ -76,3 +76,18 @@ class MultimodalModel(nn.Module):
         else:
             raise ValueError(f"{type(self).__name__} reads image tokens: the batch carries none")
         return torch.where(batch.has_image[:, None, None], v, self.no_image.to(v.dtype).expand_as(v))
+
+
+@torch.no_grad()
+def eval_modality_weights(model: nn.Module, batch: Batch) -> Tensor:
+    """[B, 2]: how much each post's prediction rests on its text and on its image, from a model whose output has
+    ``modality_weights``, computed in eval mode (the model's mode is restored)."""
+    was = model.training
+    model.eval()
+    try:
+        w = model(batch).modality_weights
+    finally:
+        model.train(was)
+    if w is None:
+        raise ValueError(f"{type(model).__name__} gives no modality weights")
+    return w

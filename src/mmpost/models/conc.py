@@ -81,11 +81,13 @@ class BerViTConc(MultimodalModel):
         return self.fusion(text_embeds, image_embeds, has_image)
 
     def forward(self, batch: Batch, itm: ItmSampler | ItmPairs | None = None) -> ModelOutput:
-        t = self.text_proj(self.text_norm(self.pooled_text(batch)))
-        v = self.image_proj(self.image_norm(self.pooled_image(batch)))
+        pooled_text, pooled_image = self.pooled_text(batch), self.pooled_image(batch)
+        t = self.text_proj(self.text_norm(pooled_text))
+        v = self.image_proj(self.image_norm(pooled_image))
         fused = self.fuse(t, v, batch.has_image)
         out = ModelOutput.of_tasks(task_logits(self.classifier(fused), self.tasks), text_embeds=t, image_embeds=v,
-                                   fused=fused, has_image=batch.has_image)
+                                   fused=fused, has_image=batch.has_image, tower_text=pooled_text,
+                                   tower_image=pooled_image)
         if itm is not None:
             itm_pairs = itm if isinstance(itm, ItmPairs) else itm(t, v)
             pair_fused = self.fuse(t[itm_pairs.text_index], v[itm_pairs.image_index])

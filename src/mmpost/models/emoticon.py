@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from mmpost.data.batch import Batch
 from mmpost.encoders.base import ImageTower, TextTower
-from mmpost.models.base import FamilyConfig, MultimodalModel
+from mmpost.models.base import FamilyConfig, MultimodalModel, eval_modality_weights
 from mmpost.models.checks import check_at_least, check_choice, check_widths
 from mmpost.models.fusions.gated_attention import gated_fusion, weight_score
 from mmpost.models.head_count import attention_heads
@@ -177,14 +177,6 @@ class DualBranchEmoticon(MultimodalModel):
         return EmoticonOutput.of_tasks(task_logits(self.head(fused), self.tasks), text_embeds=t, image_embeds=v,
                                        fused=fused, has_image=no_pairs, modality_weights=w.to(fused).expand(n, 2))
 
-    @torch.no_grad()
     def modality_weights(self, batch: Batch) -> Tensor:
         """[B, 2]: how much each post's prediction rests on its text and on its image."""
-        was = self.training
-        self.eval()
-        try:
-            w = self(batch).modality_weights
-        finally:
-            self.train(was)
-        assert w is not None
-        return w
+        return eval_modality_weights(self, batch)

@@ -22,6 +22,8 @@ class ModelOutput:
     itm_labels    [P]     1 = the pair comes from one post, 0 = a made-up negative (only when asked)
     task_logits   {task: [B, C_task]}  class scores of every task, in the model's order; a model built with an
                   int ``num_classes`` has the one task "default" (filled from ``logits`` when not given)
+    tower_text    [B, D]  the towers' pooled vectors as the family read them (conc, att, cma-clip; else None); with
+    tower_image   [B, D]  hf-clip towers they are in the checkpoint's own space (ITC ``space: checkpoint``)
     """
 
     logits: Tensor
@@ -32,6 +34,8 @@ class ModelOutput:
     itm_logits: Tensor | None = None
     itm_labels: Tensor | None = None
     task_logits: dict[str, Tensor] = field(default_factory=dict)
+    tower_text: Tensor | None = None
+    tower_image: Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.task_logits:

@@ -53,8 +53,10 @@ class TaskInfo:
 
 @dataclass
 class LossContext:
-    """What a loss may be built from (besides its own config): the run's tasks, first task first."""
+    """What a loss may be built from (besides its own config): the run's tasks, first task first, and — when both
+    towers are one CLIP or SigLIP checkpoint (hf-clip) — its (log logit scale, logit bias or None)."""
     tasks: list[TaskInfo] = field(default_factory=list)
+    checkpoint_scale: tuple[float, float | None] | None = None
 
 
 @dataclass

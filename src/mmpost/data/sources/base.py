@@ -32,6 +32,9 @@ class DatasetSource:
     # other versions of the test labels, scored next to "test" where a method reports them (e.g. relabelled rows):
     # split name -> option overrides that load them; train and dev must not depend on these options
     test_variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    # the header columns of the dataset's data file: declared once, they read its own file and any file in the same
+    # layout (``mmpost evaluate/predict RUN --data FILE`` for a run trained on this dataset); empty: not offered
+    layout: ClassVar[tuple[str, ...]] = ()
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(options) - set(self.options))
@@ -43,3 +46,11 @@ class DatasetSource:
 
     def load(self, data_root: Path, *, image_root: Path | None = None, **options: Any) -> SourceData:
         raise NotImplementedError
+
+    def read_rows(self, path: Path, source: str) -> list[Post]:
+        """The labelled posts of one file in :attr:`layout`, without images or splits (adapters with a layout)."""
+        raise NotImplementedError
+
+    def image_name(self, post: Post) -> str:
+        """The file name of a post's image in the dataset's image folder."""
+        return post.id

@@ -61,6 +61,7 @@ class MemesSource(DatasetSource):
              "offensive": ["non-offensive", "offensive"]}
     options = {"with_images_only": True, "split_seed": 0, "stratify": "sentiment"}
     default_image_root = "memes/LREC_COLING_meme"
+    layout = ("Name", "Text", "Valence", "Sarcasm", "Level1")
 
     def load(self, data_root: Path, *, image_root: Path | None = None, **options: Any) -> SourceData:
         opts = self.check_options(options)
@@ -69,7 +70,7 @@ class MemesSource(DatasetSource):
         stratify = choice(self, opts, "stratify", tuple(self.tasks))
         data_root = Path(data_root)
         path = data_file(data_root, DATA_FILE, self.name)
-        posts = self._read(path, rel_name(path, data_root))
+        posts = self.read_rows(path, rel_name(path, data_root))
         folder = image_folder(self, data_root, image_root)
         notes = ["text: the Text column (OCR); 'Ground truth reality' is never used (it gives the offensive label "
                  "away: 'There is no offenisve content' on every non-offensive row)",
@@ -98,10 +99,10 @@ class MemesSource(DatasetSource):
         notes.append(image_note)
         return SourceData(posts=posts, notes=notes)
 
-    def _read(self, path: Path, source: str) -> list[Post]:
+    def read_rows(self, path: Path, source: str) -> list[Post]:
         posts: list[Post] = []
         seen: dict[str, int] = {}
-        for row, line, rec in csv_rows(path, ["Name", "Text", "Valence", "Sarcasm", "Level1"]):
+        for row, line, rec in csv_rows(path, self.layout):
             name = rec["Name"].strip()
             if not name:
                 raise SourceError(f"{where(path, row, line, 'Name')}: empty")

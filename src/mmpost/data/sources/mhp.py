@@ -67,6 +67,7 @@ class MhpSource(DatasetSource):
     tasks = {"hate": ["none", "hateful", "counter-speech", "reclaimed"]}
     options: dict[str, Any] = {}
     default_image_root = None
+    layout = ("Tweet ID", "tweet_text", "img_text", "Primary_numeric_gt", "Primary_string_gt")
 
     def load(self, data_root: Path, *, image_root: Path | None = None, **options: Any) -> SourceData:
         self.check_options(options)
@@ -84,16 +85,21 @@ class MhpSource(DatasetSource):
                  "names are the codebook's and agree with Primary_string_gt)",
                  f"splits: the authors' ({SPLITS_FILE})",
                  counts_note(posts, "hate", self.tasks["hate"]),
-                 attach_images(posts, image_folder(self, data_root, image_root), lambda p: f"{p.id}.jpg")]
+                 attach_images(posts, image_folder(self, data_root, image_root), self.image_name)]
         return SourceData(posts=posts, notes=notes)
+
+    def image_name(self, post: Post) -> str:
+        return f"{post.id}.jpg"
+
+    def read_rows(self, path: Path, source: str) -> list[Post]:
+        return self._read(path, source)[0]
 
     def _read(self, path: Path, source: str) -> tuple[list[Post], int]:
         """The posts, and how many have an OCR text."""
         posts: list[Post] = []
         with_ocr = 0
         seen: dict[str, int] = {}
-        cols = ["Tweet ID", "tweet_text", "img_text", "Primary_numeric_gt", "Primary_string_gt"]
-        for row, line, rec in csv_rows(path, cols):
+        for row, line, rec in csv_rows(path, self.layout):
             tid = normalise_id(rec["Tweet ID"], where(path, row, line, "Tweet ID"))
             if tid in seen:
                 raise SourceError(f"{where(path, row, line, 'Tweet ID')}: {tid} already on row {seen[tid]}")

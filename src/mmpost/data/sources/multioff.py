@@ -47,6 +47,7 @@ class MultiOffSource(DatasetSource):
     tasks = {"offensive": ["non-offensive", "offensive"]}
     options = {"split_seed": 0}
     default_image_root = "multioff/Labelled Images"
+    layout = ("image_name", "sentence", "label")
 
     def load(self, data_root: Path, *, image_root: Path | None = None, **options: Any) -> SourceData:
         opts = self.check_options(options)
@@ -68,9 +69,12 @@ class MultiOffSource(DatasetSource):
                  attach_images(posts, image_folder(self, data_root, image_root), lambda p: p.id)]
         return SourceData(posts=posts, notes=notes)
 
+    def read_rows(self, path: Path, source: str) -> list[Post]:
+        return self._read(path, source, {})
+
     def _read(self, path: Path, source: str, seen: dict[str, str]) -> list[Post]:
         posts: list[Post] = []
-        for row, line, rec in csv_rows(path, ["image_name", "sentence", "label"]):
+        for row, line, rec in csv_rows(path, self.layout):
             name = rec["image_name"].strip()
             if not name:
                 raise SourceError(f"{where(path, row, line, 'image_name')}: empty")

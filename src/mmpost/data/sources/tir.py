@@ -108,6 +108,7 @@ class TirSource(DatasetSource):
     options = {"split": "itrp", "test": "raw", "split_seed": 0}
     default_image_root = None
     test_variants = {"test_RM": {"test": "rm"}, "test_RL": {"test": "rl"}}
+    layout = tuple(_COLUMNS)
 
     def load(self, data_root: Path, *, image_root: Path | None = None, **options: Any) -> SourceData:
         opts = self.check_options(options)
@@ -116,7 +117,7 @@ class TirSource(DatasetSource):
         seed = integer(self, opts, "split_seed")
         data_root = Path(data_root)
         path = data_file(data_root, DATA_FILE, self.name)
-        posts = self._read(path, rel_name(path, data_root))
+        posts = self.read_rows(path, rel_name(path, data_root))
         notes = ["labels: relation is the ITRp code XY, X = text_represented, Y = image_adds "
                  "(00 neither, 01 image adds only, 10 text represented only, 11 both)"]
 
@@ -143,10 +144,13 @@ class TirSource(DatasetSource):
         else:
             notes.append("test raw: original labels (test=rm drops, test=rl relabels ITRp's 218 controversial rows)")
         notes.append(counts_note(posts, "relation", self.tasks["relation"]))
-        notes.append(attach_images(posts, image_folder(self, data_root, image_root), lambda p: f"T{p.id}.jpg"))
+        notes.append(attach_images(posts, image_folder(self, data_root, image_root), self.image_name))
         return SourceData(posts=posts, notes=notes)
 
-    def _read(self, path: Path, source: str) -> list[Post]:
+    def image_name(self, post: Post) -> str:
+        return f"T{post.id}.jpg"
+
+    def read_rows(self, path: Path, source: str) -> list[Post]:
         posts: list[Post] = []
         seen: dict[str, int] = {}
         for row, line, rec in csv_rows(path, _COLUMNS, doublequote=False, escapechar="\\"):
