@@ -196,3 +196,22 @@ def test_align_checkpoint_is_accepted_by_the_config_but_needs_an_hf_clip_encoder
     with pytest.raises(ValueError, match=r"relate\.align=checkpoint needs an hf-clip checkpoint encoder"):
         relate_app.relate(cfg, tmp_path / "run", relate_cfg=relation_cfg(align="checkpoint", finetune="none"),
                           data=data, towers=towers(cfg))
+
+
+def test_align_checkpoint_uses_one_hf_clip_checkpoints_own_space(toy, tmp_path):
+    """A tiny random CLIP checkpoint (as in the CLIP tests): both towers are its halves, the pair features are
+    computed in its projected space, no alignment is trained; its figures need a real checkpoint."""
+    from mmpost.config import EncoderConfig
+    from tests.test_clip_encoders import save_tiny_clip
+
+    cfg, data = toy
+    path = save_tiny_clip(tmp_path / "clip")
+    text = build_tower(EncoderConfig(name="hf-clip", path=path, side="text", trainable=False))
+    image = build_tower(EncoderConfig(name="hf-clip", path=path, side="image", trainable=False))
+    rc = relation_cfg(align="checkpoint", features="interaction", finetune="none")
+    metrics = relate_app.relate(cfg, tmp_path / "run", relate_cfg=rc, data=data, towers=(text, image))
+    assert metrics["alignment"] is None and metrics["relate_config"]["align"] == "checkpoint"
+    assert 0.0 <= metrics["itrp"]["test"]["nmi"] <= 1.0
+    with pytest.raises(ValueError, match="needs an ITM head"):
+        relate_app.relate(cfg, tmp_path / "run2", relate_cfg=relation_cfg(align="checkpoint", finetune="none"),
+                          data=data, towers=(text, image))

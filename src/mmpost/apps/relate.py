@@ -183,7 +183,8 @@ def relation_space(train: Sequence[Post], text_tower: Any, image_tower: Any, rc:
     dt = int(text_tower.dim)
     log.info("relate %s: learning the aligned space (relate.align=%s) on %d unlabelled posts", rc.task, rc.align,
              len(train))
-    return build_space(rc, pooled[:, :dt], pooled[:, dt:], train, device=rc.torch_device())
+    return build_space(rc, pooled[:, :dt], pooled[:, dt:], train, device=rc.torch_device(),
+                       towers=(text_tower, image_tower))
 
 
 def _map_on_dev_then_score(clusters: dict[str, dict[str, np.ndarray]], splits: dict[str, list[Post]],

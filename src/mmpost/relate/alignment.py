@@ -36,7 +36,8 @@ from mmpost.objectives.itm import itm_loss, random_pairs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlignSettings", "AlignReport", "Alignment", "fit_alignment", "group_ids", "holdout_split"]
+__all__ = ["AlignSettings", "AlignReport", "Alignment", "CheckpointAlignment", "fit_alignment", "group_ids",
+           "holdout_split"]
 
 
 @dataclass
@@ -131,6 +132,29 @@ class Alignment(nn.Module):
         if self.itm_head is None:
             return None
         return torch.softmax(self.itm_logits(t, v), dim=1)[:, 1]
+
+
+class CheckpointAlignment(nn.Module):
+    """``relate.align: checkpoint``: the towers are the two halves of one CLIP or SigLIP checkpoint (``hf-clip``),
+    whose pooled outputs already live in the checkpoint's own projected space; projecting is L2-normalising. No
+    parameter, no ITM head."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("text_mean", torch.zeros(dim))     # only tells which device the space lives on
+        self.dim = int(dim)
+
+    def project_text(self, text: Tensor) -> Tensor:
+        return F.normalize(text.float(), dim=-1)
+
+    def project_image(self, image: Tensor) -> Tensor:
+        return F.normalize(image.float(), dim=-1)
+
+    def project(self, text: Tensor, image: Tensor) -> tuple[Tensor, Tensor]:
+        return self.project_text(text), self.project_image(image)
+
+    def match_probability(self, t: Tensor, v: Tensor) -> None:
+        return None
 
 
 # --------------------------------------------------------------------------------------------------- ids, split

@@ -263,7 +263,7 @@ def _space_optimizers(space: RelationSpace, cfg: RelateConfig, device: torch.dev
         module.to(device)
         for p in module.parameters():
             p.requires_grad_(cfg.align_finetune)
-        if cfg.align_finetune:
+        if cfg.align_finetune and any(True for _ in module.parameters()):
             opts.append(torch.optim.AdamW(module.parameters(), lr=cfg.align_lr, weight_decay=cfg.align_weight_decay))
     return opts
 

@@ -20,17 +20,26 @@ import torch
 from torch import Tensor, nn
 
 from mmpost.data.post import Post
-from mmpost.relate.alignment import Alignment, AlignReport, AlignSettings, fit_alignment, group_ids
+from mmpost.relate.alignment import (
+    Alignment,
+    AlignReport,
+    AlignSettings,
+    CheckpointAlignment,
+    fit_alignment,
+    group_ids,
+)
 from mmpost.relate.config import RelateConfig
 from mmpost.relate.interaction import BlockScaler, feature_blocks, needs_alignment, needs_itm, stack_blocks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RelationSpace", "align_settings", "build_space", "has_image_rows", "CHECKPOINT_MESSAGE"]
+__all__ = ["RelationSpace", "align_settings", "build_space", "checkpoint_alignment", "has_image_rows",
+           "CHECKPOINT_MESSAGE"]
 
-CHECKPOINT_MESSAGE = ("relate.align=checkpoint needs an hf-clip checkpoint encoder (a CLIP or SigLIP checkpoint's own "
-                      "projections, text_encoder.name / image_encoder.name: hf-clip), which this mmpost does not "
-                      "provide yet; use relate.align=itc (projections learned from the unlabelled posts)")
+CHECKPOINT_MESSAGE = ("relate.align=checkpoint needs an hf-clip checkpoint encoder: text_encoder and image_encoder "
+                      "both `name: hf-clip` with the same `path` (the two halves of one CLIP or SigLIP checkpoint, "
+                      "whose own projections make the aligned space); or use relate.align=itc (projections learned "
+                      "from the unlabelled posts)")
 
 
 def has_image_rows(image: np.ndarray | Tensor) -> np.ndarray | Tensor:
@@ -56,7 +65,7 @@ class RelationSpace:
     features: str
     text_dim: int
     image_dim: int
-    alignment: Alignment | None = None
+    alignment: Alignment | CheckpointAlignment | None = None
     weighting: str = "blocks"
     report: AlignReport | None = None
     scaler: BlockScaler | None = field(default=None, repr=False)
@@ -113,17 +122,31 @@ class RelationSpace:
 
 
 def build_space(cfg: RelateConfig, text: np.ndarray, image: np.ndarray, posts: Sequence[Post], *,
-                device: torch.device | str = "cpu") -> RelationSpace:
+                device: torch.device | str = "cpu", towers: tuple[object, object] | None = None) -> RelationSpace:
     """The relation space of ``cfg.features``: for anything but ``concat``, an alignment trained on the pooled
-    features of the unlabelled ``posts`` (their texts and image paths only tell repeats apart; labels are not read)."""
+    features of the unlabelled ``posts`` (their texts and image paths only tell repeats apart; labels are not read),
+    or, with ``relate.align: checkpoint``, the projected space of the hf-clip checkpoint both ``towers`` come from."""
     space = RelationSpace(cfg.features, int(text.shape[1]), int(image.shape[1]), weighting=cfg.feature_weighting)
     if not needs_alignment(cfg.features):
         return space
     if cfg.align == "checkpoint":
-        raise ValueError(CHECKPOINT_MESSAGE)
+        space.alignment = checkpoint_alignment(cfg, towers, int(text.shape[1]), int(image.shape[1]))
+        return space
     alignment, report = fit_alignment(text, image, has_image=has_image_rows(image),
                                       text_ids=group_ids([p.text for p in posts]),
                                       image_ids=group_ids([tuple(p.images) for p in posts]),
                                       settings=align_settings(cfg), device=device)
     space.alignment, space.report = alignment, report
     return space
+
+
+def checkpoint_alignment(cfg: RelateConfig, towers: tuple[object, object] | None, text_dim: int,
+                         image_dim: int) -> CheckpointAlignment:
+    """The identity alignment of one hf-clip checkpoint's two halves; a clear error for any other towers."""
+    from mmpost.encoders.hf_clip import shared_logit_scale
+    if towers is None or shared_logit_scale(*towers) is None or text_dim != image_dim:
+        raise ValueError(CHECKPOINT_MESSAGE)
+    if needs_itm(cfg.features):
+        raise ValueError(f"relate.features={cfg.features} needs an ITM head, which relate.align=checkpoint does not "
+                         "have: use relate.align=itc or features without +itm")
+    return CheckpointAlignment(text_dim)
