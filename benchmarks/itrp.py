@@ -163,14 +163,14 @@ def ablations(args: argparse.Namespace) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_between_markers(doc: Path, body: str) -> None:
+def write_between_markers(doc: Path, body: str, begin: str = BEGIN, end: str = END) -> None:
     from mmpost.atomic import atomic_write_text
     text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        sys.exit(f"{doc} has no {BEGIN} … {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    atomic_write_text(doc, f"{head}{BEGIN}\n{body}{END}{tail}")
+    if begin not in text or end not in text:
+        sys.exit(f"{doc} has no {begin} … {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(doc, f"{head}{begin}\n{body}{end}{tail}")
 
 
 def main() -> None:

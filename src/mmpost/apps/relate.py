@@ -10,13 +10,15 @@ Order matters and is fixed here:
    ``cfg.relate.finetune`` (the config's own ``trainable`` flags are overridden);
 3. the **k-means baseline** runs first, on the towers as loaded (cached features), because ITRp then trains the
    chosen tower(s) in place;
-4. ITRp (:func:`~mmpost.relate.loop.run_itrp`) trains on the train posts, without labels; its predictions come two
+4. with ``relate.features`` other than ``concat``, the aligned space is learned from the frozen towers' features of
+   the train posts (:func:`relation_space`; ITC early-stopped on held-out train posts, no label read);
+5. ITRp (:func:`~mmpost.relate.loop.run_itrp`) trains on the train posts, without labels; its predictions come two
    ways: ``itrp`` (the clusterer refitted on the final train embeddings, dev/test assigned to its centroids) and
    ``itrp_head`` (the last round's head h on the final embeddings, the paper's §3.5 inference);
-5. every method's ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are read
+6. every method's ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are read
    only after all mappings exist, to score them (weighted F1, accuracy, NMI, ARI) on ``test`` and on the dataset's
    other test labelings (TIR: ``test_RM``, ``test_RL``);
-6. ``metrics.json`` (with the settings used, task defaults filled in, under ``relate_config``), ``report.md`` and
+7. ``metrics.json`` (with the settings used, task defaults filled in, under ``relate_config``), ``report.md`` and
    the cluster-word plots (``cluster_words_itrp.png``, ``cluster_words_kmeans.png``) are written atomically into
    ``out_dir``.
 
@@ -53,6 +55,7 @@ from mmpost.relate.loop import (
     split_features,
 )
 from mmpost.relate.mapping import ClusterMapping, cluster_words, evaluate, fit_mapping
+from mmpost.relate.space import RelationSpace, build_space
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,7 @@ def relate(cfg: RunConfig, out_dir: str | Path, *, relate_cfg: RelateConfig | No
     metrics["timing"] = {"itrp_seconds": result.seconds, "cluster_share": result.cluster_share,
                          "total_seconds": time.perf_counter() - start,
                          "rounds": [r.to_dict() for r in result.rounds]}
+    metrics["alignment"] = result.space.report.to_dict() if result.space and result.space.report else None
     metrics["notes"] = list(data.notes)
     _write_outputs(Path(out_dir), metrics, words, mappings, data.labels, cfg, rc)
     return metrics
@@ -153,16 +157,34 @@ def _cluster_splits(splits: dict[str, list[Post]], text_tower: Any, image_tower:
              ", ".join(f"{name} {len(posts)}" for name, posts in splits.items()))
     clusters: dict[str, dict[str, np.ndarray]] = {
         "kmeans": kmeans_baseline(splits, text_tower, image_tower, rc, cache_dir=cache)}
-    log.info("relate %s: ITRp (%s fine-tuned, k=%d, %s sampling)", rc.task, rc.finetune, rc.k, rc.sampler)
+    space = relation_space(splits["train"], text_tower, image_tower, rc, cache)
+    log.info("relate %s: ITRp on %s features (%s fine-tuned, k=%d, %s sampling)", rc.task, rc.features, rc.finetune,
+             rc.k, rc.sampler)
     result: ItrpResult = run_itrp(splits["train"], text_tower, image_tower, rc, cache_dir=cache,
-                                  progress=progress, on_round=on_round)
+                                  progress=progress, on_round=on_round, space=space)
     feats = split_features(splits, text_tower, image_tower, rc, cache_dir=cache)
-    clusters["itrp"] = predict_clusters(splits, text_tower, image_tower, rc, features=feats)
+    clusters["itrp"] = predict_clusters(splits, text_tower, image_tower, rc, features=feats, space=result.space)
     if result.head is not None:
-        clusters["itrp_head"] = predict_head(result.head, feats, splits)
+        clusters["itrp_head"] = predict_head(result.head, feats, splits, space=result.space,
+                                             scaler=result.head_scaler)
     else:  # zero epochs: no head was trained; report the clusters twice rather than invent a head
         clusters["itrp_head"] = clusters["itrp"]
     return clusters, result
+
+
+def relation_space(train: Sequence[Post], text_tower: Any, image_tower: Any, rc: RelateConfig,
+                   cache: Path | None) -> RelationSpace:
+    """The space ITRp clusters in (``relate.features``): for anything but ``concat``, the aligned space is learned
+    here from the frozen towers' pooled features of the unlabelled training posts (through the cache), before any
+    tower trains. Labels are not read."""
+    if rc.features == "concat":
+        return RelationSpace("concat", int(text_tower.dim), int(image_tower.dim))
+    pooled = split_features({"train": list(train)}, text_tower, image_tower, rc, cache_dir=cache, live=())["train"]
+    dt = int(text_tower.dim)
+    log.info("relate %s: learning the aligned space (relate.align=%s) on %d unlabelled posts", rc.task, rc.align,
+             len(train))
+    return build_space(rc, pooled[:, :dt], pooled[:, dt:], train, device=rc.torch_device(),
+                       towers=(text_tower, image_tower))
 
 
 def _map_on_dev_then_score(clusters: dict[str, dict[str, np.ndarray]], splits: dict[str, list[Post]],
@@ -173,7 +195,9 @@ def _map_on_dev_then_score(clusters: dict[str, dict[str, np.ndarray]], splits: d
     k, n_labels = int(rc.k), len(data.labels)  # type: ignore[arg-type]
     y_dev = _label_ids(splits["dev"], rc.task, data.labels)
     mappings = {m: fit_mapping(clusters[m]["dev"], y_dev, k, n_labels) for m in METHODS}
-    scores: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
+    # dev scores (the mapping was fitted there, so F1 is optimistic; NMI/ARI need no mapping): for choosing settings
+    scores: dict[str, dict[str, dict[str, float]]] = {m: {"dev": evaluate(clusters[m]["dev"], y_dev, mappings[m])}
+                                                      for m in METHODS}
     for name in _test_names(splits):
         if not splits[name]:
             log.warning("relate %s: the %s split is empty; no scores on it", rc.task, name)
@@ -201,7 +225,7 @@ def _metrics(cfg: RunConfig, rc: RelateConfig, data: PreparedData, splits: dict[
         "train_from": "unlabelled posts given separately" if from_unlabelled else "the recipe's train split",
         "mapping_fitted_on": "dev",
         "tests": tests,
-        **{m: {**{name: scores[m].get(name) for name in tests},
+        **{m: {**{name: scores[m].get(name) for name in ["dev", *tests]},
                "mapping": {str(c): data.labels[lab] for c, lab in mappings[m].items()},
                "train_cluster_sizes": np.bincount(clusters[m]["train"], minlength=k).tolist()}
            for m in METHODS},
@@ -223,6 +247,18 @@ def _write_outputs(out: Path, metrics: dict[str, Any], words: dict[str, dict[int
     log.info("relate %s: wrote %s", rc.task, out)
 
 
+def _alignment_lines(metrics: dict[str, Any], rc: RelateConfig) -> list[str]:
+    """What ITRp clustered, and how the aligned space was learned (when there is one)."""
+    lines = ["", f"ITRp clustered `relate.features: {rc.features}`."]
+    a = metrics.get("alignment")
+    if a:
+        lines[-1] += (f" Aligned space (`relate.align: {rc.align}`, E={rc.align_dim}) learned without labels on "
+                      f"{a['n_train']} training posts; the epoch kept ({a['best_epoch']}, of {a['epochs_run']} run) "
+                      f"has the lowest ITC loss on {a['n_holdout']} held-out unlabelled posts "
+                      f"({a['best_holdout_itc']:.3f}).")
+    return lines
+
+
 def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else str(x)
 
@@ -239,7 +275,8 @@ def _report(metrics: dict[str, Any], words: dict[str, dict[int, list[tuple[str, 
              "Cluster ids are named after labels by a Hungarian mapping fitted on **dev**; test labels are used only "
              "to score. NMI and ARI need no mapping. *ITRp*: the clusterer refitted on the final train embeddings, "
              "dev/test assigned to its centroids; *ITRp head h*: the last round's classifier on the final embeddings "
-             "(the paper's inference, §3.5); *k-means*: the same clusterer on the untrained towers' features.", "",
+             "(the paper's inference, §3.5); *k-means*: the same clusterer on the untrained towers' "
+             "concatenated features.", *_alignment_lines(metrics, rc), "",
              "| split | method | weighted F1 | accuracy | NMI | ARI | n |", "|---|---|---|---|---|---|---|"]
     for name in metrics["tests"]:
         for m in METHODS:

@@ -2,7 +2,9 @@
 
 The pipeline, one round per subset of m posts and epoch (the paper's Algorithm 1):
 
-1. **features**: embed the subset's posts with the text and image towers and concatenate (text ⊕ image);
+1. **features**: embed the subset's posts with the text and image towers and concatenate (text ⊕ image, the
+   paper's), or, with ``relate.features``, turn them into pair features in a label-free aligned space
+   (:mod:`.alignment`, :mod:`.interaction`, :mod:`.space`);
 2. **clustering** (:mod:`.clustering`): cluster the embeddings into k pseudo-labels (faiss k-means on all points, or
    a GMM), re-seeding empty clusters, and align cluster ids with the previous round;
 3. **sampling** (:mod:`.sampling`): pick a balanced set of rows (under-, over-, combination or plain sampling);

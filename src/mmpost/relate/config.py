@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["RelateConfig", "TASK_DEFAULTS", "FALLBACK_DEFAULTS", "FINETUNE", "HEADS", "flag_overrides"]
+__all__ = ["RelateConfig", "TASK_DEFAULTS", "FALLBACK_DEFAULTS", "FINETUNE", "HEADS", "FEATURES", "ALIGN",
+           "WEIGHTINGS", "flag_overrides"]
 
 FINETUNE = ("text", "image", "both", "none")
 HEADS = ("linear", "mlp")
+FEATURES = ("concat", "interaction", "both", "interaction+itm", "cos", "cos+itm")   # see mmpost.relate.interaction
+ALIGN = ("itc", "checkpoint")
+WEIGHTINGS = ("blocks", "none")
 
 # the paper's best settings (Table 2); "relation" (k=4) is not tuned in the paper: both towers, combination sampling
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -67,11 +71,27 @@ class RelateConfig:
     image_momentum: float = 0.9
     seed: int = 0
     device: str = "auto"
+    # what is clustered (mmpost.relate.interaction): concat (text ⊕ image, the paper's) | interaction
+    # ([cos, t ⊙ v, |t − v|] in an aligned space) | both | interaction+itm | cos | cos+itm
+    features: str = "concat"
+    align: str = "itc"                 # the aligned space (unused by concat): itc (learned, no labels) | checkpoint
+    feature_weighting: str = "blocks"  # blocks (each block the same share of variance) | none
+    align_dim: int = 1024              # E, the aligned space's width (chosen by held-out ITC: docs/itrp.md)
+    align_hidden: int = 0              # 0: linear projections; else one hidden layer this wide
+    align_epochs: int = 100            # at most; early-stopped on the held-out ITC loss
+    align_patience: int = 10           # epochs without a better held-out ITC loss before stopping
+    align_holdout: float = 0.2         # share of the unlabelled training posts held out for stopping
+    align_lr: float = 1e-4             # AdamW, for the projections (also while the ITRp loop trains them)
+    align_weight_decay: float = 0.01
+    align_batch_size: int = 128
+    align_itm: bool = False            # also train an ITM head (always on for the +itm features)
+    align_finetune: bool = True        # the ITRp loop trains the projections with the head
 
     def __post_init__(self) -> None:
         _check_choices(self)
         _check_sizes(self)
         _check_device(self.device)
+        _check_relation(self)
 
     def task_defaults(self) -> dict[str, Any]:
         """``k``, ``sampler`` and ``finetune`` as the task would have them."""
@@ -118,6 +138,25 @@ def _check_sizes(cfg: RelateConfig) -> None:
     for key in ("batch_size", "embed_batch_size", "head_hidden"):
         if getattr(cfg, key) < 1:
             raise ValueError(f"relate.{key} must be at least 1, got {getattr(cfg, key)}")
+
+
+def _check_relation(cfg: RelateConfig) -> None:
+    for key, allowed in (("features", FEATURES), ("align", ALIGN), ("feature_weighting", WEIGHTINGS)):
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"relate.{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
+    if not 0.0 < cfg.align_holdout < 1.0:
+        raise ValueError(f"relate.align_holdout must be between 0 and 1, got {cfg.align_holdout}")
+    for key in ("align_dim", "align_epochs", "align_batch_size"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"relate.{key} must be at least 1, got {getattr(cfg, key)}")
+    if cfg.align_batch_size < 2:
+        raise ValueError(f"relate.align_batch_size must be at least 2 (ITC contrasts a batch), got "
+                         f"{cfg.align_batch_size}")
+    for key in ("align_hidden", "align_patience"):
+        if getattr(cfg, key) < 0:
+            raise ValueError(f"relate.{key} must be at least 0, got {getattr(cfg, key)}")
+    if not cfg.align_lr > 0:
+        raise ValueError(f"relate.align_lr must be > 0, got {cfg.align_lr}")
 
 
 def _check_device(device: str) -> None:

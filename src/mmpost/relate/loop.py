@@ -31,6 +31,7 @@ by a mapping fitted on dev (:mod:`mmpost.relate.mapping`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -48,12 +49,14 @@ from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.relate.clustering import Clusterer, align_to_previous, get_clusterer
 from mmpost.relate.config import FINETUNE, TASK_DEFAULTS, RelateConfig
 from mmpost.relate.features import embed_posts, image_part, live_image_pooled, live_text_pooled, text_part
+from mmpost.relate.interaction import BlockScaler
 from mmpost.relate.sampling import Sampler, get_sampler
+from mmpost.relate.space import RelationSpace
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RelateConfig", "RoundLog", "ItrpResult", "make_head", "reset_head", "run_itrp", "predict_clusters",
-           "kmeans_baseline", "live_sides", "split_features", "predict_head",
+           "kmeans_baseline", "live_sides", "split_features", "predict_head", "clusterer_options",
            "TASK_DEFAULTS", "FINETUNE"]   # RelateConfig, TASK_DEFAULTS, FINETUNE: from mmpost.relate.config
 
 
@@ -95,6 +98,8 @@ class ItrpResult:
     head: nn.Module | None
     rounds: list[RoundLog]
     seconds: float
+    space: RelationSpace | None = None
+    head_scaler: BlockScaler | None = None
 
     @property
     def cluster_share(self) -> float:
@@ -103,11 +108,21 @@ class ItrpResult:
         return sum(r.cluster_seconds for r in self.rounds) / total if total > 0 else 0.0
 
 
+def clusterer_options(cfg: RelateConfig) -> dict[str, Any]:
+    """``relate.clusterer_options``; relation features (anything but ``concat``) with block weighting are clustered
+    as weighted (``normalize: none``) unless the options say otherwise."""
+    options = dict(cfg.clusterer_options)
+    if cfg.features != "concat" and cfg.feature_weighting == "blocks":
+        options.setdefault("normalize", "none")
+    return options
+
+
 # --------------------------------------------------------------------------------------------------- head
 
 
 def make_head(in_dim: int, k: int, kind: str = "linear", hidden: int = 256) -> nn.Module:
-    """A classifier over ``text ⊕ image``: ``Linear(in_dim, k)`` or ``Linear → ReLU → Linear``."""
+    """A classifier over the clustered features (``text ⊕ image`` for the paper's): ``Linear(in_dim, k)`` or
+    ``Linear → ReLU → Linear``."""
     if kind == "linear":
         return nn.Linear(in_dim, k)
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, k))
@@ -163,25 +178,32 @@ def _prepare_tower(module: nn.Module, live: bool, name: str) -> None:
 def run_itrp(posts_train: Sequence[Post], text_tower: TextTower, image_tower: ImageTower, cfg: RelateConfig, *,
              cache_dir: str | Path | None = None, on_round: Callable[[RoundLog], None] | None = None,
              on_head_reset: Callable[[nn.Module, torch.optim.Optimizer], None] | None = None,
-             progress: bool = False) -> ItrpResult:
+             progress: bool = False, space: RelationSpace | None = None) -> ItrpResult:
     """Algorithm 1 on ``posts_train`` (labels are never read). The towers named by ``cfg.finetune`` are trained in
     place (all their parameters, unless the caller already marked a subset trainable); the other tower is frozen
     (``requires_grad`` off) and read from the cache. See the module docstring for a round's steps.
 
     ``on_round(log)`` is called after each round; ``on_head_reset(head, optimizer)`` right after the head and its
-    optimiser are re-made (before any update of that round). The towers are left in eval mode."""
+    optimiser are re-made (before any update of that round). The towers are left in eval mode.
+
+    ``space`` (:func:`~mmpost.relate.space.build_space`): what is clustered and fed to the head; ``None`` is the
+    paper's ``text ⊕ image``. With an aligned space the head reads the relation features, gradients reach the live
+    tower(s) through the projections, and the projections train too when ``relate.align_finetune`` is on."""
     start = time.perf_counter()
     cfg = cfg.resolved()
     posts = list(posts_train)
     if len(posts) < int(cfg.k):  # type: ignore[arg-type]
         raise ValueError(f"ITRp needs at least k={cfg.k} training posts, got {len(posts)}")
-    session = _start_session(posts, text_tower, image_tower, cfg, cache_dir=cache_dir, progress=progress,
+    space = space or RelationSpace("concat", int(text_tower.dim), int(image_tower.dim))
+    session = _start_session(posts, text_tower, image_tower, cfg, space, cache_dir=cache_dir, progress=progress,
                              on_head_reset=on_head_reset)
     rounds = _run_epochs(session, on_round)
     text_tower.eval()
     image_tower.eval()
+    for module in space.modules():
+        module.eval()
     return ItrpResult(text_tower=text_tower, image_tower=image_tower, head=session.head if rounds else None,
-                      rounds=rounds, seconds=time.perf_counter() - start)
+                      rounds=rounds, seconds=time.perf_counter() - start, space=space, head_scaler=space.scaler)
 
 
 @dataclass
@@ -201,10 +223,12 @@ class _Session:
     encoder_opts: list[torch.optim.Optimizer]
     sampler: Sampler
     loss_fn: nn.Module
+    space: RelationSpace
     on_head_reset: Callable[[nn.Module, torch.optim.Optimizer], None] | None
 
 
-def _start_session(posts: list[Post], text_tower: TextTower, image_tower: ImageTower, cfg: RelateConfig, *,
+def _start_session(posts: list[Post], text_tower: TextTower, image_tower: ImageTower, cfg: RelateConfig,
+                   space: RelationSpace, *,
                    cache_dir: str | Path | None, progress: bool,
                    on_head_reset: Callable[[nn.Module, torch.optim.Optimizer], None] | None) -> _Session:
     """Freeze or unfreeze the towers, embed the frozen side once (through the cache, before the towers move to
@@ -222,13 +246,26 @@ def _start_session(posts: list[Post], text_tower: TextTower, image_tower: ImageT
     device = cfg.torch_device()
     text_tower.to(device)
     image_tower.to(device)
-    in_dim = int(text_tower.dim) + int(image_tower.dim)
-    head = make_head(in_dim, int(cfg.k), cfg.head, cfg.head_hidden).to(device)  # type: ignore[arg-type]
+    head = make_head(space.width(), int(cfg.k), cfg.head, cfg.head_hidden).to(device)  # type: ignore[arg-type]
     return _Session(posts=posts, text_tower=text_tower, image_tower=image_tower, cfg=cfg, live=live,
                     frozen_text=frozen_text, frozen_image=frozen_image, head=head,
-                    encoder_opts=_encoder_optimizers(text_tower, image_tower, live, cfg),
+                    encoder_opts=_encoder_optimizers(text_tower, image_tower, live, cfg) + _space_optimizers(space, cfg,
+                                                                                                            device),
                     sampler=get_sampler(str(cfg.sampler)), loss_fn=nn.CrossEntropyLoss(),
-                    on_head_reset=on_head_reset)
+                    on_head_reset=on_head_reset, space=space)
+
+
+def _space_optimizers(space: RelationSpace, cfg: RelateConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+    """Moves the alignment to ``device``; an AdamW over its parameters when ``relate.align_finetune`` is on, else
+    the projections are frozen (gradients still pass through them to a live tower)."""
+    opts: list[torch.optim.Optimizer] = []
+    for module in space.modules():
+        module.to(device)
+        for p in module.parameters():
+            p.requires_grad_(cfg.align_finetune)
+        if cfg.align_finetune and any(True for _ in module.parameters()):
+            opts.append(torch.optim.AdamW(module.parameters(), lr=cfg.align_lr, weight_decay=cfg.align_weight_decay))
+    return opts
 
 
 def _run_epochs(session: _Session, on_round: Callable[[RoundLog], None] | None) -> list[RoundLog]:
@@ -260,10 +297,10 @@ def _run_round(session: _Session, epoch: int, rnd: int, subset: np.ndarray,
     sub_posts = [s.posts[i] for i in subset]
     ft = s.frozen_text[subset] if s.frozen_text is not None else None
     fv = s.frozen_image[subset] if s.frozen_image is not None else None
-    emb = embed_posts(sub_posts, s.text_tower, s.image_tower, live=s.live, frozen_text=ft, frozen_image=fv,
-                      batch_size=s.cfg.embed_batch_size)
+    emb = s.space.features_of(embed_posts(sub_posts, s.text_tower, s.image_tower, live=s.live, frozen_text=ft,
+                                          frozen_image=fv, batch_size=s.cfg.embed_batch_size))
     t1 = time.perf_counter()
-    clusterer = get_clusterer(s.cfg.clusterer, **s.cfg.clusterer_options)
+    clusterer = get_clusterer(s.cfg.clusterer, **clusterer_options(s.cfg))
     result = clusterer.fit_predict(emb, k, seed=seed)
     pseudo = result.labels
     if previous is not None:
@@ -292,13 +329,13 @@ def _train_round(session: _Session, rows: np.ndarray, sub_posts: list[Post], pse
     if s.on_head_reset is not None:
         s.on_head_reset(s.head, head_opt)
     return _train_pass(rows, sub_posts, pseudo, frozen_text, frozen_image, s.text_tower, s.image_tower, s.live,
-                       s.head, [head_opt, *s.encoder_opts], s.loss_fn, s.cfg.batch_size)
+                       s.head, [head_opt, *s.encoder_opts], s.loss_fn, s.cfg.batch_size, s.space)
 
 
 def _train_pass(rows: np.ndarray, posts: list[Post], pseudo: np.ndarray, frozen_text: np.ndarray | None,
                 frozen_image: np.ndarray | None, text_tower: TextTower, image_tower: ImageTower,
                 live: Sequence[str], head: nn.Module, optimizers: list[torch.optim.Optimizer], loss_fn: nn.Module,
-                batch_size: int) -> float:
+                batch_size: int, space: RelationSpace) -> float:
     """One pass over the sampled rows (already shuffled by the sampler); returns the mean batch loss."""
     head.train()
     if "text" in live:
@@ -321,7 +358,7 @@ def _train_pass(rows: np.ndarray, posts: list[Post], pseudo: np.ndarray, frozen_
         else:
             assert frozen_image is not None
             v = torch.from_numpy(np.ascontiguousarray(frozen_image[b])).to(device)
-        logits = head(torch.cat([t.float(), v.float()], dim=1))
+        logits = head(space.torch_features(t.float(), v.float()))
         loss = loss_fn(logits, targets[torch.as_tensor(b, dtype=torch.long, device=device)])
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
@@ -349,18 +386,23 @@ def split_features(splits: dict[str, Sequence[Post]], text_tower: TextTower, ima
 
 def predict_clusters(splits: dict[str, Sequence[Post]], text_tower: TextTower, image_tower: ImageTower,
                      cfg: RelateConfig, *, cache_dir: str | Path | None = None, fit_on: str = "train",
-                     live: Sequence[str] | None = None,
-                     features: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                     live: Sequence[str] | None = None, features: dict[str, np.ndarray] | None = None,
+                     space: RelationSpace | None = None) -> dict[str, np.ndarray]:
     """Cluster ids per split with the (trained) towers: embed every split (:func:`split_features`, or take
     ``features``), fit the clusterer on ``fit_on`` (train) with ``cfg.seed`` and assign the other splits (dev, test)
     to its centroids with ``clusterer.predict``. Labels are not read. Returns {split: [N] int64}; an empty split gets
-    an empty array."""
+    an empty array. ``space``: the relation space to cluster in (``None``: the paper's ``text ⊕ image``); its block
+    weights are fitted on ``fit_on`` and applied to the other splits."""
     cfg = cfg.resolved()
     feats = features if features is not None else split_features(splits, text_tower, image_tower, cfg,
                                                                   cache_dir=cache_dir, live=live)
     if fit_on not in feats:
         raise ValueError(f"no {fit_on!r} posts to fit the clusterer on")
-    clusterer = get_clusterer(cfg.clusterer, **cfg.clusterer_options)
+    if space is not None and not space.is_concat:
+        fitted = space.features_of(feats[fit_on])
+        feats = {name: fitted if name == fit_on else space.features_of(x, scaler=space.scaler)
+                 for name, x in feats.items()}
+    clusterer = get_clusterer(cfg.clusterer, **clusterer_options(cfg))
     out = {fit_on: clusterer.fit_predict(feats[fit_on], int(cfg.k), seed=cfg.seed).labels}  # type: ignore[arg-type]
     for name in splits:
         if name != fit_on:
@@ -370,10 +412,15 @@ def predict_clusters(splits: dict[str, Sequence[Post]], text_tower: TextTower, i
 
 @torch.inference_mode()
 def predict_head(head: nn.Module, features: dict[str, np.ndarray],
-                 splits: dict[str, Sequence[Post]] | None = None) -> dict[str, np.ndarray]:
+                 splits: dict[str, Sequence[Post]] | None = None, *, space: RelationSpace | None = None,
+                 scaler: BlockScaler | None = None) -> dict[str, np.ndarray]:
     """The paper's own inference (§3.5): the last round's classifier ``h`` on the final embeddings, argmax → ids in
     0..k-1 (the last round's pseudo-label identities; a mapping fitted on dev names them). ``features`` from
-    :func:`split_features`; splits listed in ``splits`` but without features get an empty array."""
+    :func:`split_features`; splits listed in ``splits`` but without features get an empty array. ``space`` /
+    ``scaler``: the relation space and the block weights the head was last trained with (``ItrpResult.space``,
+    ``ItrpResult.head_scaler``)."""
+    if space is not None and not space.is_concat:
+        features = {name: space.features_of(x, scaler=scaler) for name, x in features.items()}
     head.eval()
     device = next(head.parameters()).device
     out = {name: head(torch.from_numpy(np.ascontiguousarray(x)).to(device)).argmax(1).cpu().numpy().astype(np.int64)
@@ -387,5 +434,7 @@ def kmeans_baseline(splits: dict[str, Sequence[Post]], text_tower: TextTower, im
                     cfg: RelateConfig, *, cache_dir: str | Path | None = None,
                     fit_on: str = "train") -> dict[str, np.ndarray]:
     """The paper's baseline: the clusterer on the frozen, untrained ``text ⊕ image`` features (cached), fitted on
-    ``fit_on`` and applied to the other splits. Call it *before* :func:`run_itrp` trains the towers in place."""
-    return predict_clusters(splits, text_tower, image_tower, cfg, cache_dir=cache_dir, fit_on=fit_on, live=())
+    ``fit_on`` and applied to the other splits. Call it *before* :func:`run_itrp` trains the towers in place. It
+    always clusters the concatenation, whatever ``relate.features`` says."""
+    return predict_clusters(splits, text_tower, image_tower, dataclasses.replace(cfg.resolved(), features="concat"),
+                            cache_dir=cache_dir, fit_on=fit_on, live=())
