@@ -12,7 +12,7 @@ from __future__ import annotations
 from mmpost import registry
 from mmpost.data import sources  # noqa: F401  (registers dataset adapters)
 from mmpost.data.post import Post
-from mmpost.encoders import efficientnet, hf_clip, hf_image, hf_text  # noqa: F401  (registers encoders)
+from mmpost.encoders import concat, e5, efficientnet, hf_clip, hf_image, hf_text  # noqa: F401  (registers encoders)
 from mmpost.evaluation import metrics  # noqa: F401  (registers metrics)
 from mmpost.models import att, cma_clip, conc, lxmert, mmbt, vilt  # noqa: F401  (registers models)
 from mmpost.objectives import ce, itc, itm  # noqa: F401  (registers objectives)

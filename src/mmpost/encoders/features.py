@@ -15,6 +15,8 @@ import torch
 from mmpost.data.post import Post
 from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.encoders.cache import FeatureCache, content_key, file_key
+from mmpost.encoders.concat import ConcatTextTower
+from mmpost.encoders.frozen_text import FeatureTextTower
 from mmpost.progress import bar
 
 log = logging.getLogger(__name__)
@@ -44,13 +46,21 @@ def to_device(x: Any, module: torch.nn.Module) -> Any:
 def encode_texts(tower: TextTower, texts: Sequence[str], *, batch_size: int = 64,
                  progress: bool = True, first_token: bool = False) -> np.ndarray:
     """Pooled text features [N, D] — or, with ``first_token``, the first output token (CLS) — in batches of
-    texts of similar length (less padding), through the tower's extraction pass (:meth:`TextTower.extract`)."""
+    texts of similar length (less padding), through the tower's extraction pass (:meth:`TextTower.extract`).
+    A frozen-features tower gives its :meth:`~FeatureTextTower.embed` vectors (as the first token too); a concat
+    tower, its parts' features side by side."""
+    if isinstance(tower, ConcatTextTower):
+        return np.concatenate([encode_texts(p, texts, batch_size=batch_size, progress=progress,
+                                            first_token=first_token) for p in tower.parts], axis=1)
     tower.eval()
     order = np.argsort(tower.token_lengths(list(texts)), kind="stable")
     out = np.zeros((len(texts), tower.dim), dtype=np.float32)
     for start in bar(range(0, len(order), batch_size), desc="text features", unit="batch",
                      enabled=progress and len(order) > batch_size):
         idx = order[start:start + batch_size]
+        if isinstance(tower, FeatureTextTower):
+            out[idx] = tower.embed([texts[i] for i in idx])
+            continue
         inputs = to_device(tower.tokenize([texts[i] for i in idx]), tower)
         result = tower.extract(inputs)
         out[idx] = (result.tokens[:, 0] if first_token else result.pooled).float().cpu().numpy()
@@ -128,6 +138,11 @@ def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 
 
 def _cached_texts(tower: TextTower, texts: list[str], cache_dir: Path, batch_size: int,
                   progress: bool, first_token: bool = False) -> np.ndarray:
+    if isinstance(tower, ConcatTextTower):      # each part under its own identity: a tower's cache is shared
+        return np.concatenate([_cached_texts(p, texts, cache_dir, batch_size, progress, first_token)
+                               for p in tower.parts], axis=1)
+    if isinstance(tower, FeatureTextTower):
+        first_token = False                     # one vector per text: the same either way
     kind = "first-token" if first_token else "pooled"
     cache = FeatureCache(cache_dir / "text", identity=f"{tower.identity}:{kind}", description={"kind": f"{kind} text"})
     keys = [content_key(t) for t in texts]

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch import Tensor
 
+from mmpost.encoders import partial_finetune as partial
 from mmpost.encoders.base import TextTower, TowerOutput
+from mmpost.encoders.cache import RaggedFeatureCache, content_key
 from mmpost.encoders.clip_checkpoint import require_single_tower_type
 from mmpost.encoders.precision import extraction_precision, resolve_precision
 from mmpost.encoders.quiet_loading import quiet_transformers
@@ -28,9 +33,14 @@ class HFTextTower(TextTower):
 
     ``precision`` is the number format of feature extraction (:meth:`extract`, for a frozen tower or a live one run
     under inference mode): ``auto`` is bf16 on hardware with native bf16, else fp32 (``mmpost.encoders.precision``).
-    It is part of ``identity``, so cached features of one format are never read as another's."""
+    It is part of ``identity``, so cached features of one format are never read as another's.
 
-    def __init__(self, path: str, *, pooling: str = "mean", max_length: int = 128, precision: str = "fp32") -> None:
+    ``train_layers``: fine-tune only the top N transformer layers (``mmpost.encoders.partial_finetune``); the
+    embeddings and the layers below stay frozen, in eval mode, and their outputs can be cached
+    (:meth:`attach_lower_states`)."""
+
+    def __init__(self, path: str, *, pooling: str = "mean", max_length: int = 128, precision: str = "fp32",
+                 train_layers: int | None = None) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
         if pooling not in POOLINGS:
@@ -48,8 +58,21 @@ class HFTextTower(TextTower):
         self.precision = resolve_precision(precision)
         self.identity = f"hf-text:{_weights_digest(path)}:pool={pooling}:max={max_length}" + (
             "" if self.precision == "fp32" else f":{self.precision}")
+        self.train_layers = train_layers
+        self.frozen_layers = None if train_layers is None else partial.check_train_layers(self.model, train_layers)
+        self._lower: partial.LowerStates | None = None      # text → cached lower states (not a submodule)
 
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
+        """Tokenizer outputs; with ``train_layers`` and attached lower states, also ``lower_states``
+        [B, L, D] (float16) when every text of the batch has them."""
+        inputs = self._tokenize(texts)
+        if self._lower is not None:
+            states = self._lower.batch(list(texts), inputs["input_ids"].shape[1])
+            if states is not None:
+                inputs["lower_states"] = states
+        return inputs
+
+    def _tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -59,7 +82,15 @@ class HFTextTower(TextTower):
         return [len(ids) for ids in enc["input_ids"]]
 
     def forward(self, inputs: dict[str, Tensor]) -> TowerOutput:
-        hidden = self.model(**inputs).last_hidden_state          # [B, L, D]
+        if self.frozen_layers is None:
+            hidden = self.model(**{k: v for k, v in inputs.items() if k != "lower_states"}).last_hidden_state
+        else:       # the top layers on the lower states: cached, or computed here without a graph
+            states = inputs.get("lower_states")
+            if states is None:
+                with torch.no_grad():
+                    states = partial.lower_states(self.model, self.frozen_layers, inputs)
+            dtype = next(self.model.parameters()).dtype
+            hidden = partial.upper_states(self.model, self.frozen_layers, states.to(dtype), inputs["attention_mask"])
         mask = inputs["attention_mask"].bool()
         if self.pooling == "cls":
             pooled = hidden[:, 0]
@@ -73,6 +104,73 @@ class HFTextTower(TextTower):
         with extraction_precision(self.precision, self.model.device):
             out = self(inputs)
         return TowerOutput(tokens=out.tokens.float(), mask=out.mask, pooled=out.pooled.float())
+
+    # --- train_layers: the frozen lower part -------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "HFTextTower":
+        """The frozen lower part stays in eval mode (no dropout), so its outputs depend on the text alone."""
+        super().train(mode)
+        if self.frozen_layers is not None:
+            for m in partial.lower_modules(self.model, self.frozen_layers):
+                m.train(False)
+        return self
+
+    def freeze_lower(self) -> None:
+        """Only the top ``train_layers`` layers (and the tower's other parameters, e.g. a pooler) stay trainable."""
+        if self.frozen_layers is not None:
+            for m in partial.lower_modules(self.model, self.frozen_layers):
+                m.requires_grad_(False)
+
+    @property
+    def states_identity(self) -> str:
+        return f"{self.identity}:lower-states:{self.frozen_layers}:{self.precision}"
+
+    @torch.inference_mode()
+    def compute_lower_states(self, texts: Sequence[str], *, batch_size: int = 64,
+                             progress: bool = False) -> list[np.ndarray]:
+        """Per text, the lower states of its real tokens [L_i, D] (float16), in batches of similar length."""
+        from mmpost.progress import bar
+        if self.frozen_layers is None:
+            raise ValueError("lower states exist only with train_layers")
+        was_training = self.training
+        self.eval()
+        device = next(self.model.parameters()).device
+        out: list[np.ndarray] = [np.zeros((0, self.dim), dtype=partial.STATES_DTYPE)] * len(texts)
+        order = np.argsort(self.token_lengths(list(texts)), kind="stable")
+        try:
+            for start in bar(range(0, len(order), batch_size), desc="lower text states", unit="batch",
+                             enabled=progress and len(order) > batch_size):
+                idx = order[start:start + batch_size]
+                inputs = {k: v.to(device) for k, v in self._tokenize([texts[i] for i in idx]).items()}
+                with extraction_precision(self.precision, device):
+                    states = partial.lower_states(self.model, self.frozen_layers, inputs)
+                states = states.float().cpu().numpy().astype(partial.STATES_DTYPE)
+                lengths = inputs["attention_mask"].sum(1).tolist()
+                for row, i in enumerate(idx):
+                    out[i] = states[row, :int(lengths[row])]
+        finally:
+            self.train(was_training)
+        return out
+
+    def attach_lower_states(self, texts: Sequence[str], cache_dir: str | Path | None = None, *,
+                            batch_size: int = 64, progress: bool = False) -> None:
+        """Compute (or read from ``cache_dir``/text-states) the lower states of ``texts``; :meth:`tokenize` then
+        hands them out with each batch. ``train_layers`` only."""
+        distinct = list(dict.fromkeys(texts))
+
+        def compute(positions: list[int]) -> list[np.ndarray]:
+            return self.compute_lower_states([distinct[i] for i in positions], batch_size=batch_size,
+                                             progress=progress)
+
+        if cache_dir is None:
+            rows = compute(list(range(len(distinct))))
+        else:
+            cache = RaggedFeatureCache(Path(cache_dir) / "text-states", identity=self.states_identity,
+                                       description={"kind": "lower text states (train_layers)"})
+            rows = cache.get_or_compute_rows([content_key(t) for t in distinct], compute)
+        self._lower = partial.LowerStates(distinct, rows)
+
+    def detach_lower_states(self) -> None:
+        self._lower = None
 
 
 def _weights_digest(path: str) -> str:
@@ -89,12 +187,14 @@ def _weights_digest(path: str) -> str:
 
 
 @register("encoder", "minilm")
-def minilm(*, pooling: str = "mean", max_length: int = 128, precision: str = "fp32", **_: object) -> HFTextTower:
-    return HFTextTower(packaged_minilm_path(), pooling=pooling, max_length=max_length, precision=precision)
+def minilm(*, pooling: str = "mean", max_length: int = 128, precision: str = "fp32", train_layers: int | None = None,
+           **_: object) -> HFTextTower:
+    return HFTextTower(packaged_minilm_path(), pooling=pooling, max_length=max_length, precision=precision,
+                       train_layers=train_layers)
 
 
 @register("encoder", "hf-text")
 def hf_text(*, path: str, pooling: str = "cls", max_length: int = 128, precision: str = "fp32",
-            **_: object) -> HFTextTower:
-    return HFTextTower(path, pooling=pooling, max_length=max_length, precision=precision)
+            train_layers: int | None = None, **_: object) -> HFTextTower:
+    return HFTextTower(path, pooling=pooling, max_length=max_length, precision=precision, train_layers=train_layers)
 

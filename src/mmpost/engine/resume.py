@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import BatchSampler
 
+from mmpost.data.length_buckets import POOL_BATCHES, bucketed_batches
 from mmpost.engine.checkpoint import CheckpointError, load_weights, save_weights
 from mmpost.engine.loop import FitState
 
@@ -44,9 +45,30 @@ class ResumableBatchSampler(BatchSampler):
         generator = getattr(self.sampler, "generator", None)
         self.epoch_start_state = generator.get_state() if generator is not None else None
         skip, self._skip = self._skip, 0
-        for i, batch in enumerate(super().__iter__()):
+        for i, batch in enumerate(self._batches()):
             if i >= skip:
                 yield batch
+
+    def _batches(self) -> Iterator[list[int]]:
+        return super().__iter__()
+
+
+class LengthBucketedBatchSampler(ResumableBatchSampler):
+    """Batches of posts of similar token length (``mmpost.data.length_buckets``), drawn from the shuffling sampler's
+    generator: the same seed gives the same batches, and a resumed epoch draws them again."""
+
+    def __init__(self, sampler, batch_size: int, lengths, pool: int | None = None) -> None:
+        super().__init__(sampler, batch_size, drop_last=False)
+        self.lengths = list(lengths)
+        self.pool = pool or POOL_BATCHES
+        if len(self.lengths) != len(sampler):
+            raise ValueError(f"{len(self.lengths)} lengths for {len(sampler)} posts")
+
+    def _batches(self) -> Iterator[list[int]]:
+        order = list(self.sampler)
+        generator = getattr(self.sampler, "generator", None)
+        yield from bucketed_batches(order, self.lengths, self.batch_size,
+                                    generator if generator is not None else torch.Generator(), self.pool)
 
 
 @dataclass
