@@ -122,7 +122,8 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     if is_multiprocess(processes):
         return _predict_sharded(run_dir, data, out, processes, overrides=overrides, chunk=chunk,
                                 batch_size=batch_size, cache=cache, progress=progress, runtime=runtime)
-    predictor = Predictor(run_dir) if runtime == "torch" else Predictor(run_dir, runtime=runtime)
+    device = "cuda" if processes.accelerator in ("gpu", "cuda") else None      # fabric.accelerator=gpu, 1 process
+    predictor = Predictor(run_dir) if (runtime, device) == ("torch", None) else Predictor(run_dir, runtime, device)
     manifest, stream = _posts(run_dir, data, overrides)
     part, owner_file = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.json")
     owner = _owner(run_dir, predictor, manifest, overrides)
