@@ -1,9 +1,9 @@
 """How well an image-text similarity score ranks posts by the strength of their image-text relation.
 
 ITRp checks label quality this way (§4 of the paper): a CLIP cosine similarity per post against the relation's
-4-level score, Spearman's rank correlation on the test set. mmpost has no CLIP offline; the similarity comes from
-the text and image projections of a run trained with mmpost's ITC loss (``Predictor.embed``), a pair of towers
-aligned by contrast on the run's own task.
+4-level score, Spearman's rank correlation on the test set. The similarity comes from a CLIP or SigLIP checkpoint
+(``mmpost similarity RECIPE --checkpoint DIR``), or from the text and image projections of a run trained with
+mmpost's ITC loss (``Predictor.embed``), a pair of towers aligned by contrast on the run's own task.
 
 The 4-level score orders the two binary relations by association strength, as the paper does:
 
