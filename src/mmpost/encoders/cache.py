@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,11 @@ class FeatureCache:
                        chunk: int = 512) -> np.ndarray:
         """Rows for ``keys``; ``compute(positions)`` fills the missing ones (positions index into ``keys``),
         ``chunk`` at a time, each chunk stored as soon as it is done."""
+        self._fill_missing(keys, compute, chunk)
+        return self.get(keys)
+
+    def _fill_missing(self, keys: Sequence[str], compute: Callable[[list[int]], Any], chunk: int) -> None:
+        """Compute and store the rows of the keys not stored yet (each distinct key once), ``chunk`` at a time."""
         missing: list[int] = []
         seen: set[str] = set()
         for i, k in enumerate(keys):
@@ -102,7 +108,6 @@ class FeatureCache:
         for start in range(0, len(missing), chunk):
             part = missing[start:start + chunk]
             self.put([keys[i] for i in part], compute(part))
-        return self.get(keys)
 
 
 class RaggedFeatureCache(FeatureCache):
@@ -154,15 +159,7 @@ class RaggedFeatureCache(FeatureCache):
                             chunk: int = 512) -> list[np.ndarray]:
         """Rows for ``keys``; ``compute(positions)`` gives the missing ones, ``chunk`` at a time, each chunk stored as
         soon as it is done (see :meth:`FeatureCache.get_or_compute`)."""
-        missing: list[int] = []
-        seen: set[str] = set()
-        for i, k in enumerate(keys):
-            if k not in self._index and k not in seen:
-                missing.append(i)
-                seen.add(k)
-        for start in range(0, len(missing), chunk):
-            part = missing[start:start + chunk]
-            self.put([keys[i] for i in part], compute(part))
+        self._fill_missing(keys, compute, chunk)
         return self.get_rows(keys)
 
 
