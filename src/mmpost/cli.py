@@ -206,8 +206,7 @@ def predict(
                                   cache=cache, runtime=runtime)
     except (ValueError, FileNotFoundError, ImportError) as e:
         _fail(e)
-    from mmpost.engine.setup import is_rank_zero
-    if not is_rank_zero():
+    if counts.get("rank", 0) != 0:      # sharded: process 0 reports
         return
     resumed = f"; {counts['resumed']} were done before the interruption" if counts["resumed"] else ""
     typer.echo(f"{counts['posts']} posts → {out} ({counts['without_image']} predicted without an image{resumed})")

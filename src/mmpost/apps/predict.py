@@ -114,7 +114,8 @@ def predict_file(run_dir: str | Path, data: str, out: str | Path, *, overrides: 
     "label", "probs": {label: p}, "image_used"}`` for a one-task run, ``{"id", "image_used", "tasks": {...}}``
     for several. Probabilities are rounded to 6 decimals.
 
-    Returns counts: ``posts`` (all), ``without_image``, ``resumed`` (lines kept from an interrupted run)."""
+    Returns counts: ``posts`` (all), ``without_image``, ``resumed`` (lines kept from an interrupted run); sharded
+    over processes, every process gets the totals and ``rank``, its own."""
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1 post, got {chunk}")
     run_dir, out = Path(run_dir), Path(out)
@@ -177,7 +178,10 @@ def _predict_sharded(run_dir: Path, data: str, out: Path, processes: FabricConfi
     fabric.barrier()
     total = fabric.all_reduce(torch.tensor([counts["posts"], counts["without_image"], counts["resumed"]],
                                            dtype=torch.float64), reduce_op="sum")
-    return dict(zip(("posts", "without_image", "resumed"), (int(v) for v in total.tolist())))
+    fabric.barrier()
+    if torch.distributed.is_initialized():      # a clean end: no process leaves the group while another still talks
+        torch.distributed.destroy_process_group()
+    return {**dict(zip(("posts", "without_image", "resumed"), (int(v) for v in total.tolist()))), "rank": shard.rank}
 
 
 def _predict_shard(predictor: Predictor, stream: Iterator[Post], files: ShardFiles, owner: dict[str, Any],
