@@ -113,9 +113,9 @@ def main() -> None:
     from mmpost import registry
     from mmpost.config import DataConfig, data_root
     from mmpost.encoders.efficientnet import EfficientNetLite0Tower
-    from mmpost.encoders.features import encode_images, encode_texts, post_features
+    from mmpost.encoders.features import encode_images, post_features
     from mmpost.encoders.hf_text import minilm
-    from mmpost.encoders.precision import native_bf16
+    from mmpost.encoders.precision import fastest_cpu_batch, native_bf16
 
     root = data_root(DataConfig())
     if root is None:
@@ -167,15 +167,18 @@ def main() -> None:
         print(f"text tower: {encoder_params / 1e6:.2f} M non-embedding (encoder) parameters, {tokens:,} real tokens "
               f"({tokens / len(texts):.1f} a text), {flops / len(texts) / 1e6:.0f} MFLOP a text")
         rows = [Row("naive: one text at a time, fp32", lambda: naive_texts(texts), len(texts), flops),
-                Row("batch 64 unsorted, fp32", lambda: unsorted_texts(text32, 64), len(texts), flops),
-                Row("batch 64 sorted by length, fp32",
-                    lambda: encode_texts(text32, texts, progress=False), len(texts), flops)]
-        rows += [Row(f"batch {b} sorted, {text_auto.precision}{' (mmpost default: precision=auto)' if b == 64 else ''}",
-                     lambda b=b: encode_texts(text_auto, texts, batch_size=b, progress=False), len(texts), flops)
-                 for b in (32, 64, 128)]
+                Row("batch 64 unsorted, fp32", lambda: unsorted_texts(text32, 64), len(texts), flops)]
+        for tower in dict.fromkeys([text32, text_auto]):      # fp32 (auto without native bf16), then bf16
+            default = fastest_cpu_batch("text", tower.precision)
+            rows += [Row(f"batch {b} sorted by length, {tower.precision}"
+                         f"{default_label(tower.precision) if b == default else ''}",
+                         lambda b=b, tower=tower: sorted_texts(tower, texts, b), len(texts), flops)
+                     for b in (16, 32, 64, 128)]
         rows += candidate_text_rows(text32, texts, flops)
         measure(rows, args.repeats)
         table(f"Text tower (MiniLM-L6, {len(texts)} meme texts, {args.threads} threads)", rows, "texts/s", peak)
+        for tower in (text32, text_auto):
+            tower.extract_batch_size = fastest_cpu_batch("text", tower.precision)
 
     if "image" in parts:
         from torch.utils.flop_counter import FlopCounterMode
@@ -210,8 +213,10 @@ def main() -> None:
         for b in (1, 4, 8, 32):
             rows.append(Row(f"model only, batch {b}, {image_auto.precision} channels_last, BN folded",
                             lambda b=b: model_only(image_auto, b, True), n, per_image * n))
-        rows.append(Row("decode + model: encode_images, fp32, 2 decode threads (mmpost default)",
-                        lambda: encode_images(cl32, paths, workers=2, progress=False)[0], n, per_image * n))
+        for b in (4, 8):
+            rows.append(Row(f"decode + model: encode_images, fp32, batch {b}, 2 decode threads"
+                            f"{' (mmpost default)' if b == fastest_cpu_batch('image', 'fp32') else ''}",
+                            lambda b=b: sized_images(cl32, paths, b), n, per_image * n))
         for w in (0, 1, 2):
             rows.append(Row(f"decode + model: encode_images, {image_auto.precision}, {w} decode threads"
                             f"{' (image_encoder.precision=auto)' if w == 2 else ''}",
@@ -232,11 +237,17 @@ def main() -> None:
             return np.concatenate([f.text, f.image], axis=1)
 
         n = len(image_posts)
+        cl32_b8 = EfficientNetLite0Tower(precision="fp32", batch_size=8).eval()
         rows = [Row("naive: text + image of one post at a time, fp32", naive_posts, n),
                 Row("post_features, fp32 towers, no cache", lambda: mmpost_posts(text32, cl32, False), n),
+                Row("post_features, fp32 towers, fresh cache folder (mmpost default without native bf16)",
+                    lambda: mmpost_posts(text32, cl32, True), n),
+                Row("post_features, fp32 towers, image batch 8, fresh cache folder",
+                    lambda: mmpost_posts(text32, cl32_b8, True), n),
                 Row("post_features, text auto + image fp32, no cache", lambda: mmpost_posts(text_auto, cl32, False),
                     n),
-                Row("post_features, text auto + image fp32, fresh cache folder (mmpost default)",
+                Row("post_features, text auto + image fp32, fresh cache folder (mmpost default)"
+                    + ("" if text_auto.precision == "fp32" else ", with native bf16"),
                     lambda: mmpost_posts(text_auto, cl32, True), n),
                 Row("post_features, precision=auto, no cache", lambda: mmpost_posts(text_auto, image_auto, False), n),
                 Row("post_features, precision=auto, fresh cache folder (both towers precision=auto)",
@@ -247,6 +258,25 @@ def main() -> None:
 
     load1 = os.getloadavg()
     print(f"\nload average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other jobs share this machine)")
+
+
+def default_label(precision: str) -> str:
+    where = "with native bf16" if precision == "bf16" else "without native bf16, or precision=fp32"
+    return f" (mmpost default {where})"
+
+
+def sorted_texts(tower, texts: list[str], batch: int):
+    """mmpost's text extraction with the tower's extraction batch set to ``batch``."""
+    from mmpost.encoders.features import encode_texts
+    tower.extract_batch_size = batch
+    return encode_texts(tower, texts, progress=False)
+
+
+def sized_images(tower, paths: list[str], batch: int):
+    """mmpost's image extraction (2 decode threads) with the tower's extraction batch set to ``batch``."""
+    from mmpost.encoders.features import encode_images
+    tower.extract_batch_size = batch
+    return encode_images(tower, paths, workers=2, progress=False)[0]
 
 
 def candidate_text_rows(text32, texts: list[str], flops: float) -> list[Row]:

@@ -246,6 +246,7 @@ def markdown(scores: dict[str, dict[str, list]], cells: list[str], args) -> str:
     tasks = list(scores)
     order = ["majority", ANCHOR, TEXT_ONLY, IMAGE_ONLY, *([ZERO_SHOT] if ZERO_SHOT in scores[tasks[0]] else []), *cells,
              "chosen on inner dev"]
+    order = [row for row in order if row in scores[tasks[0]]]
 
     def versus(task: str, row: str, ref: str) -> str:
         if ref == row or ref not in scores[task]:

@@ -137,7 +137,9 @@ class EncoderConfig:
                                            # default: auto for the text tower (cosine 0.99996 to fp32, ~2x faster),
                                            # fp32 for the image tower (bf16: cosine 0.996); training always runs fp32
     channels_last: bool | None = None      # CNN towers: NHWC memory layout (efficientnet-lite0: true)
-    batch_size: int | None = None          # images per forward in feature extraction (efficientnet-lite0: 8)
+    batch_size: int | None = None          # texts / images per forward in feature extraction on CPU; default: the
+                                           # fastest for the resolved precision (minilm fp32 16, bf16 32;
+                                           # efficientnet 4), so it follows the CPU's bf16 support
     decode_workers: int | None = None      # threads decoding the next images while the tower runs (default 2; 0: none)
     train_layers: int | None = None        # text, with trainable: true: fine-tune only the top N transformer layers;
                                            # the frozen lower layers' outputs are computed once and cached

@@ -90,9 +90,11 @@ def train(cfg: RunConfig, *, data: PreparedData | None = None, towers: tuple | N
     data = data or prepare(cfg.data, cfg.tasks, progress=cfg.progress)
     save_splits(run_dir, cfg, data)
     towers = towers or (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
+    fabric = make_fabric(cfg.fabric)
+    for tower in towers:    # features (and train_layers' lower states) are extracted on the run's device
+        tower.to(fabric.device)
     setup = setup_training(cfg, data, towers)
     state, rng_state = restore(run_dir, setup) if resume else (None, None)
-    fabric = make_fabric(cfg.fabric)
     fstep, foptimizer = fabric.setup(setup.step, setup.optimizer)
     frozen = [tw for tw, enc in zip(towers, (cfg.text_encoder, cfg.image_encoder)) if not enc.trainable]
     saver = Checkpoints(run_dir, cfg, setup)

