@@ -55,6 +55,20 @@ class SyntheticConfig:
 
 
 @dataclass
+class OcrConfig:
+    """Text written in the images, read by OCR and joined to the post text (``mmpost.data.ocr``; ``mmpost[ocr]``)."""
+    enabled: bool = False
+    into: str = "text"                     # text: after the post text | field: after the text tower's [SEP]
+    min_score: float = 0.5                 # recognised lines below this score are dropped
+
+    def __post_init__(self) -> None:
+        if self.into not in ("text", "field"):
+            raise ConfigError(f"data.ocr.into must be text or field, got {self.into!r}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"data.ocr.min_score must be within 0..1, got {self.min_score}")
+
+
+@dataclass
 class EmoticonConfig:
     """The ``emoticon`` task from emoji in the texts (``mmpost.data.emoji.emoticon_task``)."""
     top_k: int | None = 10                 # the label set: the K emoji held by the most posts (null: all)
@@ -101,6 +115,7 @@ class DataConfig:
     limit: int | None = None               # use the first N posts (quick runs)
     max_train: int | None = None           # at most N training posts: a stratified, seeded subsample (split_seed)
     emoticon: EmoticonConfig = field(default_factory=EmoticonConfig)   # task=emoticon: labels from emoji in texts
+    ocr: OcrConfig = field(default_factory=OcrConfig)   # read the words written in the images (mmpost[ocr])
 
     def __post_init__(self) -> None:
         if self.labels is None or self.labels == []:

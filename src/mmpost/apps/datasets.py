@@ -18,9 +18,22 @@ def cache_dir(cfg: RunConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir() / "features"
 
 
+def with_ocr(splits: dict[str, Sequence[Post]], cfg: RunConfig, text_tower) -> dict[str, Sequence[Post]]:
+    """The splits with each post's image text joined to its text where ``data.ocr.enabled`` (cached per image)."""
+    ocr = cfg.data.ocr
+    if not ocr.enabled:
+        return splits
+    from mmpost.data.ocr import image_texts, separator, with_image_text
+    paths = [path for split in splits.values() for p in split for path in p.images]
+    texts = image_texts(paths, cache_dir(cfg), min_score=ocr.min_score, progress=cfg.progress)
+    sep = separator(text_tower)
+    return {name: with_image_text(split, into=ocr.into, sep=sep, texts=texts) for name, split in splits.items()}
+
+
 def build_datasets(splits: dict[str, Sequence[Post]], labels: dict[str, np.ndarray], cfg: RunConfig,
                    text_tower, image_tower) -> tuple[dict[str, PostDataset], dict[str, str]]:
     """One PostDataset per split, and {post id: reason} for images that could not be read (masked)."""
+    splits = with_ocr(splits, cfg, text_tower)
     family = registry.get("model", cfg.model.name)
     text_input, image_input = family.inputs(cfg.model)
     raw_text = cfg.text_encoder.trainable or text_input == "tokens"

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from mmpost.apps.build import build_model, build_objective
-from mmpost.apps.datasets import build_datasets, cache_dir
+from mmpost.apps.datasets import build_datasets, cache_dir, with_ocr
 from mmpost.apps.prepare import PreparedData
 from mmpost.config import RunConfig
 from mmpost.data.dataset import PostDataset, task_label_arrays, unwrap
@@ -77,7 +77,7 @@ def prepare_text_tower(cfg: RunConfig, data: PreparedData, text_tower) -> None:
         raise ValueError(f"text_encoder.train_layers: the text tower {enc.name!r} cannot fine-tune part of its layers "
                          "(minilm and hf-text can)")
     text_tower.freeze_lower()
-    texts = [p.text for split in data.splits.values() for p in split]
+    texts = [p.text for split in with_ocr(data.splits, cfg, text_tower).values() for p in split]
     text_tower.attach_lower_states(texts, cache_dir(cfg), progress=cfg.progress)
 
 
