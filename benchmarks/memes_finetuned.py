@@ -30,9 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from memes_quality import ANCHOR, GROUPING, _quiet, lr_score, majority_score, markdown
-
-_WORKER: dict = {}
+from memes_quality import ANCHOR, GROUPING, _quiet, lr_score, majority_score, markdown, train_in_workers
 
 
 def finetune_overrides(args) -> list[str]:
@@ -40,25 +38,15 @@ def finetune_overrides(args) -> list[str]:
             "text_encoder.length_buckets=true", f"train.epochs={args.epochs}", f"train.patience={args.epochs}"]
 
 
-def _init_worker(recipe: str, overrides: list[str]) -> None:
-    """Each worker: quiet logs, one torch thread, the towers built once (the text tower is copied per run)."""
-    _quiet()
-    import torch
-
-    from mmpost.apps.build import build_tower
-    from mmpost.config import load_config
-    torch.set_num_threads(1)
-    cfg = load_config(recipe, ["progress=false", *overrides])
-    _WORKER["towers"] = (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
-
-
 def _train_cell(job: dict) -> tuple[str, float]:
+    import memes_quality
+
     from mmpost.apps.prepare import PreparedData
     from mmpost.apps.train import train
     from mmpost.config import load_config
     t0 = time.time()
     cfg = load_config(job["recipe"], job["overrides"])
-    train(cfg, data=PreparedData(job["task"], job["labels"], job["splits"]), towers=_WORKER["towers"])
+    train(cfg, data=PreparedData(job["task"], job["labels"], job["splits"]), towers=memes_quality._WORKER["towers"])
     if not job["keep_weights"]:     # the model's and the optimizer's state: ~0.3 GB a run with MiniLM trainable
         for f in Path(job["run_dir"]).glob("*.safetensors"):
             f.unlink()
@@ -68,17 +56,9 @@ def _train_cell(job: dict) -> tuple[str, float]:
 
 def run_jobs(jobs: list[dict], args, start: float) -> None:
     """Trains the jobs whose run has no metrics.json yet."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
     todo = [j for j in jobs if not (Path(j["run_dir"]) / "metrics.json").exists()]
     print(f"{len(jobs)} runs, {len(todo)} to train with {args.workers} workers", flush=True)
-    if not todo:
-        return
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(args.recipe, finetune_overrides(args))) as pool:
-        for n, (run_dir, took) in enumerate(pool.map(_train_cell, todo), 1):
-            print(f"  [{n}/{len(todo)}] {run_dir}: {took:.0f} s ({time.time() - start:.0f} s in all)", flush=True)
+    train_in_workers(_train_cell, todo, args.workers, args.recipe, start, tuple(finetune_overrides(args)))
 
 
 def metrics(run_dir: Path, task: str, split: str) -> float:

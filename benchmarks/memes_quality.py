@@ -63,27 +63,29 @@ def majority_score(y_train, y_test) -> float:
 _WORKER: dict = {}
 
 
-def _init_worker(recipe: str) -> None:
-    """Each worker process: quiet logs, one torch thread, the (frozen) towers built once."""
+def _init_worker(recipe: str, overrides: tuple[str, ...] = ()) -> None:
+    """Each worker process: quiet logs, one torch thread, the towers built once (from the recipe with
+    ``overrides``; a tower that trains is copied per run)."""
     _quiet()
     import torch
 
     from mmpost.apps.build import build_tower
     from mmpost.config import load_config
     torch.set_num_threads(1)
-    cfg = load_config(recipe, ["progress=false"])
+    cfg = load_config(recipe, ["progress=false", *overrides])
     _WORKER["towers"] = (build_tower(cfg.text_encoder), build_tower(cfg.image_encoder))
 
 
-def train_in_workers(train_one, jobs: list[dict], workers: int, recipe: str, start: float) -> None:
-    """Each job trained by ``train_one`` in one of ``workers`` spawned processes (one thread each), with a line
-    per finished run."""
+def train_in_workers(train_one, jobs: list[dict], workers: int, recipe: str, start: float,
+                     overrides: tuple[str, ...] = ()) -> None:
+    """Each job trained by ``train_one`` in one of ``workers`` spawned processes (one thread each; towers built
+    from ``recipe`` with ``overrides``), with a line per finished run."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
     if not jobs:
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(recipe,)) as pool:
+                             initargs=(recipe, tuple(overrides))) as pool:
         for n, (run_dir, took) in enumerate(pool.map(train_one, jobs), 1):
             print(f"  [{n}/{len(jobs)}] {run_dir}: {took:.0f} s ({time.time() - start:.0f} s in all)", flush=True)
 
