@@ -1,32 +1,41 @@
-"""One model for three tasks against one model per task, on the memes (CM-Off-Meme sample, 1,308 posts with images).
+"""One model for three tasks against one model per task, on the memes, frozen and fine-tuned, under the grouped folds.
 
     MMPOST_DATA_ROOT=/path/to/data python benchmarks/memes_multitask.py --out runs/bench-memes-multitask
 
-Protocol (the memes benchmark's, with folds shared by every task):
-* outer 5-fold ``StratifiedKFold(shuffle=True, random_state=0)`` on the **sentiment** label, the first task;
-* inside each training fold, a 10% dev split stratified on sentiment (seed 0) for early stopping; the test fold is
+Protocol (the folds of ``mmpost cv`` with ``tasks=[sentiment,sarcasm,offensive]``, shared by every run):
+* 5 outer folds stratified on **sentiment** (the first task) and grouped by image and near-duplicate text, a 10%
+  inner dev split of each training fold (grouped, stratified) for early stopping and every choice; the test fold is
   only scored;
-* both packaged towers frozen (features from the cache), Ber-ViT-Conc base (configs/memes.yaml);
-* rows: the majority class and the frozen-feature anchor (standardised concat + logistic regression, C=0.1) per task,
-  one single-task Conc per task, and one multi-task Conc (``tasks=[sentiment,sarcasm,offensive]``, one head and one
-  CE each), all on the same folds. Posts without a task's label (2 in sarcasm) are left out of that task's
-  single-task run and scoring, and kept, masked, in the multi-task run.
+* Conc base in two conditions: **frozen** (both packaged towers' features from the cache, ``configs/memes.yaml``)
+  and **fine-tuned** (MiniLM's top ``--train-layers`` layers trained with ``length_buckets``, EfficientNet-Lite0
+  frozen, at most ``--epochs`` epochs; ``train.encoder_lr`` chosen among ``--lrs`` on the first fold's dev: per task
+  for a single-task run, by the mean of the three tasks' dev weighted F1 for the multi-task run);
+* per condition, one multi-task Conc (``tasks=[sentiment,sarcasm,offensive]``, a head and a cross-entropy per task)
+  and one single-task Conc per task, on the same folds. Posts without a task's label (2 in sarcasm) are left out of
+  that task's single-task run and of its scores, and kept, masked, in the multi-task run;
+* the majority class and the frozen-feature anchor (MiniLM ⊕ EfficientNet-Lite0, standardised, logistic regression
+  C=0.1) recomputed on the same folds in the same run;
+* "chosen on inner dev": per fold and task, the one of the four runs with the best dev weighted F1 on that task.
 
-Each row: test weighted F1, mean ± std over the folds, and the paired difference (t-test p across folds) of the
-multi-task model against the single-task one. Finished runs are read back from ``--out``.
+Every row: test weighted F1, mean ± std over the folds; then paired differences across folds (t-test p): each row
+against the anchor, and multi-task against single-task within each condition. Finished runs are read back from
+``--out``; the fine-tuned runs' weights are deleted after each run unless ``--keep-weights``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from memes_quality import _quiet, lr_score, majority_score, train_in_workers
+from memes_finetuned import finetune_overrides
+from memes_quality import ANCHOR, GROUPING, _quiet, lr_score, majority_score, train_in_workers
 
 TASKS = ("sentiment", "sarcasm", "offensive")
+ROWS = ("frozen · single-task", "frozen · multi-task", "fine-tuned · single-task", "fine-tuned · multi-task")
 
 
 def _train(job: dict) -> tuple[str, float]:
@@ -41,64 +50,85 @@ def _train(job: dict) -> tuple[str, float]:
     cfg = load_config(job["recipe"], job["overrides"])
     data = PreparedData(tasks=[TaskSpec(name, labels) for name, labels in job["tasks"]], splits=job["splits"])
     train(cfg, data=data, towers=memes_quality._WORKER["towers"])
+    if not job["keep_weights"]:
+        for f in Path(job["run_dir"]).glob("*.safetensors"):
+            f.unlink()
+        shutil.rmtree(Path(job["run_dir"]) / "checkpoints", ignore_errors=True)
     return job["run_dir"], time.time() - t0
 
 
-def fold_splits(posts, y_first, folds: int):
-    """(fit, dev, test) index arrays per outer fold, stratified on the first task."""
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-    outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    for train_idx, test_idx in outer.split(np.zeros(len(posts)), y_first):
-        fit_idx, dev_idx = train_test_split(train_idx, test_size=0.1, stratify=y_first[train_idx], random_state=0)
-        yield fit_idx, dev_idx, test_idx
+class Plan:
+    """The runs of one condition: job dicts keyed by (name, fold, lr); ``name`` is ``multi-task`` or a task."""
+
+    def __init__(self, args, condition: str, folds, labels_of: dict[str, list[str]]):
+        self.args, self.condition, self.folds, self.labels_of = args, condition, folds, labels_of
+        self.out = Path(args.out) / condition
+
+    def overrides(self) -> list[str]:
+        return finetune_overrides(self.args) if self.condition == "fine-tuned" else []
+
+    def job(self, name: str, fold: int, lr: float | None = None) -> dict:
+        tasks = list(TASKS) if name == "multi-task" else [name]
+        run = name + (f"-lr{lr:g}" if lr is not None else "")
+        run_dir = self.out / f"fold{fold}" / run
+        part = self.folds.folds[fold]
+        keep = (lambda p: True) if name == "multi-task" else (lambda p: p.labels.get(name) is not None)
+        splits = {s: [self.folds.posts[i] for i in part[s] if keep(self.folds.posts[i])]
+                  for s in ("train", "dev", "test")}
+        over = [f"tasks=[{','.join(tasks)}]", "model.name=conc", "objectives.itc.enabled=false",
+                "objectives.itm.enabled=false", f"out_dir={run_dir.parent}", f"name={run}", "progress=false",
+                "train.threads=1", *([f"train.encoder_lr={lr}"] if lr is not None else []), *self.overrides(),
+                *self.args.overrides]
+        return {"recipe": self.args.recipe, "overrides": over, "tasks": [(t, self.labels_of[t]) for t in tasks],
+                "splits": splits, "run_dir": str(run_dir), "keep_weights": self.args.keep_weights}
+
+    def run(self, jobs: list[dict], start: float) -> None:
+        todo = [j for j in jobs if not (Path(j["run_dir"]) / "metrics.json").exists()]
+        print(f"{self.condition}: {len(jobs)} runs, {len(todo)} to train with {self.args.workers} workers", flush=True)
+        train_in_workers(_train, todo, self.args.workers, self.args.recipe, start, tuple(self.overrides()))
 
 
-def plan_runs(args, posts, labels_of, y, folds) -> tuple[list, list]:
-    """(plan: (fold, run name, run dir), jobs still to train)."""
-    plan, jobs = [], []
-    base = ["model.name=conc", "objectives.itc.enabled=false", "objectives.itm.enabled=false", "progress=false",
-            "train.threads=1", *args.overrides]
-    for k, (fit_idx, dev_idx, test_idx) in enumerate(folds):
-        parts = {"train": fit_idx, "dev": dev_idx, "test": test_idx}
-        runs = {"multi-task": (list(TASKS), lambda i: True)}
-        runs.update({t: ([t], lambda i, t=t: y[t][i] >= 0) for t in TASKS})
-        for name, (tasks, keep) in runs.items():
-            run_dir = Path(args.out) / f"fold{k}" / name
-            plan.append((k, name, run_dir))
-            if (run_dir / "metrics.json").exists():
-                continue
-            splits = {s: [posts[i] for i in idx if keep(i)] for s, idx in parts.items()}
-            over = [f"tasks=[{','.join(tasks)}]", f"out_dir={run_dir.parent}", f"name={name}", *base]
-            jobs.append({"recipe": args.recipe, "overrides": over, "tasks": [(t, labels_of[t]) for t in tasks],
-                         "splits": splits, "run_dir": str(run_dir)})
-    return plan, jobs
+def score(job: dict, task: str, split: str) -> float:
+    return json.loads((Path(job["run_dir"]) / "metrics.json").read_text())[split][task]["weighted_f1"]
 
 
-def anchors(feats, y, folds) -> dict[str, dict[str, list[float]]]:
+def anchors(feats, position, folds) -> dict[str, dict[str, list[float]]]:
     """Majority class and the frozen concat + LR anchor per task and fold (posts with that task's label)."""
-    both = np.concatenate([feats.text, feats.image], axis=1)
-    rows: dict[str, dict[str, list[float]]] = {t: {"majority": [], "anchor: frozen concat + LR": []} for t in TASKS}
-    for fit_idx, _, test_idx in folds:
-        for t in TASKS:
-            f, s = fit_idx[y[t][fit_idx] >= 0], test_idx[y[t][test_idx] >= 0]
-            rows[t]["majority"].append(majority_score(y[t][f], y[t][s]))
-            rows[t]["anchor: frozen concat + LR"].append(lr_score(both[f], y[t][f], both[s], y[t][s]))
+    from mmpost.data.dataset import label_ids
+    keep = [position[p.id] for p in folds.posts]
+    both = np.concatenate([feats.text[keep], feats.image[keep]], axis=1)
+    rows: dict[str, dict[str, list[float]]] = {t: {"majority": [], ANCHOR: []} for t in TASKS}
+    for t in TASKS:
+        y = label_ids(folds.posts, t, [s.labels for s in folds.tasks if s.name == t][0])
+        for fold in folds.folds:
+            fit, test = np.asarray(fold["train"]), np.asarray(fold["test"])
+            fit, test = fit[y[fit] >= 0], test[y[test] >= 0]
+            rows[t]["majority"].append(majority_score(y[fit], y[test]))
+            rows[t][ANCHOR].append(lr_score(both[fit], y[fit], both[test], y[test]))
     return rows
 
 
 def table(scores: dict[str, dict[str, list[float]]], folds: int) -> str:
     from scipy.stats import ttest_rel
-    order = ["majority", "anchor: frozen concat + LR", "single-task Conc", "multi-task Conc"]
-    lines = [f"Test weighted F1, mean ± std over {folds} outer folds (stratified on sentiment).", "",
+
+    def versus(t: str, row: str, ref: str) -> str:
+        a, b = np.array(scores[t][row]), np.array(scores[t][ref])
+        p = ttest_rel(a, b).pvalue if np.ptp(a - b) > 0 else float("nan")
+        return f"{(a - b).mean():+.3f} (p={p:.2f})"
+
+    order = ["majority", ANCHOR, *ROWS, "chosen on inner dev"]
+    lines = [f"Test weighted F1, mean ± std over {folds} outer folds (grouped; stratified on sentiment).", "",
              "| row | " + " | ".join(TASKS) + " |", "|---|" + "---:|" * len(TASKS)]
     for row in order:
         lines.append(f"| {row} | " + " | ".join(
             f"{np.mean(scores[t][row]):.3f} ± {np.std(scores[t][row], ddof=1):.3f}" for t in TASKS) + " |")
-    diffs = []
-    for t in TASKS:
-        a, b = np.array(scores[t]["multi-task Conc"]), np.array(scores[t]["single-task Conc"])
-        diffs.append(f"{(a - b).mean():+.3f} (p={ttest_rel(a, b).pvalue:.2f})")
-    lines.append("| multi-task − single-task (paired t-test) | " + " | ".join(diffs) + " |")
+    lines += ["", "Mean paired difference across folds (paired t-test p):", "",
+              "| comparison | " + " | ".join(TASKS) + " |", "|---|" + "---:|" * len(TASKS)]
+    for row in order[2:]:
+        lines.append(f"| {row} − anchor | " + " | ".join(versus(t, row, ANCHOR) for t in TASKS) + " |")
+    for cond in ("frozen", "fine-tuned"):
+        lines.append(f"| {cond}: multi-task − single-task | " + " | ".join(
+            versus(t, f"{cond} · multi-task", f"{cond} · single-task") for t in TASKS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -108,40 +138,64 @@ def main() -> None:
     ap.add_argument("--recipe", default="configs/memes.yaml")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
+    ap.add_argument("--lrs", default="1e-5,3e-5", help="fine-tuned: train.encoder_lr values, chosen on fold 1's dev")
+    ap.add_argument("--epochs", type=int, default=6, help="fine-tuned: at most this many epochs")
+    ap.add_argument("--train-layers", type=int, default=2)
+    ap.add_argument("--keep-weights", action="store_true", help="keep each run's model weights")
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = ap.parse_args()
     _quiet()
-    from mmpost.apps.build import build_tower
-    from mmpost.apps.datasets import cache_dir
+    from memes_finetuned import warm_caches
+
+    from mmpost.apps.cv import plan_folds
     from mmpost.config import data_root, load_config
-    from mmpost.data.dataset import label_ids
     from mmpost.data.sources import get_source
-    from mmpost.encoders.features import post_features
 
     start = time.time()
-    cfg = load_config(args.recipe, ["progress=false"])
-    if data_root(cfg.data) is None:
+    if data_root(load_config(args.recipe, ["progress=false"]).data) is None:
         sys.exit("set MMPOST_DATA_ROOT (the folder holding memes/)")
     source = get_source("memes")
-    posts = source.load(data_root(cfg.data)).posts
-    labels_of = {t: list(source.tasks[t]) for t in TASKS}
-    y = {t: label_ids(posts, t, labels_of[t]) for t in TASKS}
-    feats = post_features(posts, build_tower(cfg.text_encoder), build_tower(cfg.image_encoder),
-                          cache_dir=cache_dir(cfg), progress=True)
-    folds = list(fold_splits(posts, y[TASKS[0]], args.folds))
-    plan, jobs = plan_runs(args, posts, labels_of, y, folds)
-    print(f"{len(posts)} posts; {len(plan)} runs, {len(jobs)} to train with {args.workers} workers", flush=True)
-    train_in_workers(_train, jobs, args.workers, args.recipe, start)
-    scores = anchors(feats, y, folds)
-    for k, name, run_dir in plan:
-        metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
-        for t in (TASKS if name == "multi-task" else [name]):
-            row = "multi-task Conc" if name == "multi-task" else "single-task Conc"
-            scores[t].setdefault(row, []).append(metrics[t]["weighted_f1"])
-    text = table(scores, args.folds)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "results.md").write_text(text + f"\nWall time: {time.time() - start:.0f} s.\n")
-    print(text + f"\ntotal {time.time() - start:.0f} s")
+    posts = source.load(data_root(load_config(args.recipe, []).data)).posts
+    feats = warm_caches(args, posts)
+    position = {p.id: i for i, p in enumerate(posts)}
+    folds = plan_folds(load_config(args.recipe, [f"tasks=[{','.join(TASKS)}]", *GROUPING, "progress=false"]),
+                       args.folds, progress=False)
+    labels_of = {t.name: list(t.labels) for t in folds.tasks}
+    print(f"{len(folds.posts)} posts, caches and folds ready in {time.time() - start:.0f} s", flush=True)
+    names = ["multi-task", *TASKS]
+    frozen, tuned = Plan(args, "frozen", folds, labels_of), Plan(args, "fine-tuned", folds, labels_of)
+    frozen.run([frozen.job(n, k) for n in names for k in range(args.folds)], start)
+
+    # fine-tuned: encoder_lr per run type on the first fold's dev, then every fold
+    lrs = [float(v) for v in args.lrs.split(",")]
+    tuned.run([tuned.job(n, 0, lr) for n in names for lr in lrs], start)
+
+    def dev_of(n: str, lr: float) -> float:
+        return float(np.mean([score(tuned.job(n, 0, lr), t, "dev") for t in (TASKS if n == "multi-task" else [n])]))
+    chosen_lr = {n: max(lrs, key=lambda lr, n=n: dev_of(n, lr)) for n in names}
+    print("encoder_lr chosen on fold 1's dev:", chosen_lr, flush=True)
+    tuned.run([tuned.job(n, k, chosen_lr[n]) for n in names for k in range(args.folds)], start)
+
+    scores = anchors(feats, position, folds)
+
+    def run_of(row: str, t: str, k: int) -> dict:
+        """The job behind a row's score on task ``t``, fold ``k``."""
+        plan, name = (frozen if row.startswith("frozen") else tuned), ("multi-task" if "multi" in row else t)
+        return plan.job(name, k, None if plan is frozen else chosen_lr[name])
+    notes = ["- encoder_lr chosen on fold 1's dev: " + ", ".join(f"{n} {lr:g}" for n, lr in chosen_lr.items())]
+    for t in TASKS:
+        for row in ROWS:
+            scores[t][row] = [score(run_of(row, t, k), t, "test") for k in range(args.folds)]
+        chosen = [max(ROWS, key=lambda r, k=k: (score(run_of(r, t, k), t, "dev"), -ROWS.index(r)))
+                  for k in range(args.folds)]
+        scores[t]["chosen on inner dev"] = [score(run_of(r, t, k), t, "test") for k, r in enumerate(chosen)]
+        notes.append(f"- {t}: chosen on inner dev per fold: " + ", ".join(chosen))
+    text = table(scores, args.folds) + "\n" + "\n".join(notes) + f"\n\nWall time: {time.time() - start:.0f} s.\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md.tmp").write_text(text)
+    (out / "results.md.tmp").replace(out / "results.md")
+    print(text)
 
 
 if __name__ == "__main__":
