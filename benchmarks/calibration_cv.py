@@ -2,7 +2,8 @@
 
     MMPOST_DATA_ROOT=/path/to/data python benchmarks/calibration_cv.py --out runs/bench-calibration
 
-For each recipe (the memes, one cross-validation per task; MVSA-Single; MHP): ``mmpost cv RECIPE --folds 5``
+For each recipe (the memes with both towers frozen, ``memes_quality.FROZEN``, one cross-validation per task;
+MVSA-Single; MHP): ``mmpost cv RECIPE --folds 5``
 (stratified, grouped by image key and near-duplicate text, a 10% inner dev per fold on which the temperature is
 fitted; seed 0). Each task's test ECE (top-label, 15 bins) and NLL before and after calibration, mean ± std over
 the folds, the paired t-test of ECE after vs before over folds, and on how many folds ECE fell. Targets: ECE after
@@ -22,10 +23,12 @@ import os
 import time
 from pathlib import Path
 
+from memes_quality import FROZEN
+
 RECIPES = {   # name: (recipe, overrides)
-    "memes-sentiment": ("configs/memes.yaml", ["task=sentiment"]),
-    "memes-sarcasm": ("configs/memes.yaml", ["task=sarcasm"]),
-    "memes-offensive": ("configs/memes.yaml", ["task=offensive"]),
+    "memes-sentiment": ("configs/memes.yaml", ["task=sentiment", *FROZEN]),
+    "memes-sarcasm": ("configs/memes.yaml", ["task=sarcasm", *FROZEN]),
+    "memes-offensive": ("configs/memes.yaml", ["task=offensive", *FROZEN]),
     "mvsa-single": ("configs/datasets/mvsa-single.yaml", []),
     "mhp": ("configs/datasets/mhp.yaml", []),
 }

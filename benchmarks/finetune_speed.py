@@ -50,7 +50,9 @@ def main() -> None:
     from mmpost.config import data_root, load_config
 
     torch.set_num_threads(args.threads)
-    common = ["progress=false", "text_encoder.trainable=true", *args.overrides]
+    # every row starts from full fine-tuning without buckets (the recipe's own setting is one of the rows)
+    common = ["progress=false", "text_encoder.trainable=true", "text_encoder.train_layers=null",
+              "text_encoder.length_buckets=false", *args.overrides]
     base = load_config(args.recipe, common)
     if data_root(base.data) is None:
         sys.exit("set MMPOST_DATA_ROOT (the folder holding memes/)")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from memes_quality import ANCHOR, GROUPING, _quiet, lr_score, majority_score, markdown, train_in_workers
+from memes_quality import ANCHOR, FROZEN, GROUPING, _quiet, lr_score, majority_score, markdown, train_in_workers
 
 
 def finetune_overrides(args) -> list[str]:
@@ -71,7 +71,7 @@ def warm_caches(args, posts) -> object:
     from mmpost.apps.datasets import cache_dir
     from mmpost.config import load_config
     from mmpost.encoders.features import post_features
-    frozen = load_config(args.recipe, ["progress=false"])
+    frozen = load_config(args.recipe, ["progress=false", *FROZEN])
     towers = (build_tower(frozen.text_encoder), build_tower(frozen.image_encoder))
     feats = post_features(posts, *towers, cache_dir=cache_dir(frozen), progress=True)
     post_features(posts, *towers, cache_dir=cache_dir(frozen), progress=True, image_tokens=True,

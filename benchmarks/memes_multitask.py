@@ -6,7 +6,8 @@ Protocol (the folds of ``mmpost cv`` with ``tasks=[sentiment,sarcasm,offensive]`
 * 5 outer folds stratified on **sentiment** (the first task) and grouped by image and near-duplicate text, a 10%
   inner dev split of each training fold (grouped, stratified) for early stopping and every choice; the test fold is
   only scored;
-* Conc base in two conditions: **frozen** (both packaged towers' features from the cache, ``configs/memes.yaml``)
+* Conc base in two conditions: **frozen** (both packaged towers' features from the cache, ``configs/memes.yaml``
+  with ``memes_quality.FROZEN``)
   and **fine-tuned** (MiniLM's top ``--train-layers`` layers trained with ``length_buckets``, EfficientNet-Lite0
   frozen, at most ``--epochs`` epochs; ``train.encoder_lr`` chosen among ``--lrs`` on the first fold's dev: per task
   for a single-task run, by the mean of the three tasks' dev weighted F1 for the multi-task run);
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from memes_finetuned import finetune_overrides
-from memes_quality import ANCHOR, GROUPING, _quiet, lr_score, majority_score, train_in_workers
+from memes_quality import ANCHOR, FROZEN, GROUPING, _quiet, lr_score, majority_score, train_in_workers
 
 TASKS = ("sentiment", "sarcasm", "offensive")
 ROWS = ("frozen · single-task", "frozen · multi-task", "fine-tuned · single-task", "fine-tuned · multi-task")
@@ -65,7 +66,7 @@ class Plan:
         self.out = Path(args.out) / condition
 
     def overrides(self) -> list[str]:
-        return finetune_overrides(self.args) if self.condition == "fine-tuned" else []
+        return finetune_overrides(self.args) if self.condition == "fine-tuned" else list(FROZEN)
 
     def job(self, name: str, fold: int, lr: float | None = None) -> dict:
         tasks = list(TASKS) if name == "multi-task" else [name]

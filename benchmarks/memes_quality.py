@@ -11,15 +11,16 @@ Protocol, per task (sentiment, sarcasm, offensive): the folds of ``mmpost cv`` (
 
 Rows: the majority class; the frozen-feature anchor (MiniLM mean-pooled ⊕ EfficientNet-Lite0 pooled, standardised,
 logistic regression C=0.1), recomputed here; the same on text only and on image only; Ber-ViT-Conc and Ber-ViT-Att
-as base / +ITC / +ITM / +ITC+ITM (recipe: configs/memes.yaml); and the configuration chosen on inner dev (per fold,
-the Conc/Att cell with the best dev weighted F1). Each row: test weighted F1, mean ± std over the 5 folds, and a
-paired t-test across folds against the anchor (and, for Conc/Att cells, against the family's base).
+as base / +ITC / +ITM / +ITC+ITM (recipe: configs/memes.yaml, frozen); and the configuration chosen on inner dev
+(per fold, the Conc/Att cell with the best dev weighted F1). Each row: test weighted F1, mean ± std over the 5
+folds, and a paired t-test across folds against the anchor (and, for Conc/Att cells, against the family's base).
 
 With ``--zeroshot DIR`` (a CLIP or SigLIP checkpoint: hub name or folder) a zero-shot row is added: no training,
 each test fold's images against the checkpoint's text vectors of ``--zeroshot-template`` prompts per label
 (``mmpost.apps.zeroshot``; default template "a meme that is {label}", label names with ``_`` as spaces).
 
-Conc runs use the recipe as it is; Att runs stop after at most 15 epochs (patience 4): on these folds Att fits the
+Conc runs use the recipe with both towers frozen (:data:`FROZEN`: up to 40 epochs, patience 8); Att runs stop
+after at most 15 epochs (patience 4): on these folds Att fits the
 training posts within a few epochs and its dev score only wanders after that (``--family-overrides`` changes it,
 and ``--families mmbt,vilt,lxmert --aux base`` runs other families). Runs train
 in ``--workers`` processes at once, one thread each. Finished runs are read back from ``--out`` (delete it to
@@ -38,6 +39,9 @@ import numpy as np
 
 AUX = ("base", "itc", "itm", "itc+itm")
 GROUPING = ["data.group_by=[image,text]"]
+# the frozen-feature condition on top of configs/memes.yaml (whose own setting fine-tunes MiniLM's top layers)
+FROZEN = ["text_encoder.trainable=false", "text_encoder.train_layers=null", "text_encoder.length_buckets=false",
+          "train.epochs=40", "train.patience=8"]
 ANCHOR = "anchor: frozen concat + LR"
 TEXT_ONLY = "text only: MiniLM + LR"
 IMAGE_ONLY = "image only: EfficientNet + LR"
@@ -161,7 +165,7 @@ def main() -> None:
 
     start = time.time()
     out = Path(args.out)
-    base_cfg = load_config(args.recipe, ["progress=false"])
+    base_cfg = load_config(args.recipe, ["progress=false", *FROZEN])
     root = data_root(base_cfg.data)
     if root is None:
         sys.exit("set MMPOST_DATA_ROOT (the folder holding memes/)")
@@ -214,13 +218,13 @@ def main() -> None:
                     run_dir = out / task / f"fold{k}" / name
                     plan.append((task, k, f"{fam} · {aux}", run_dir))
                     if not (run_dir / "metrics.json").exists():
-                        over = [f"task={task}", f"model.name={fam}", *AUX_SETTINGS[aux], f"out_dir={run_dir.parent}",
-                                f"name={name}", "progress=false", "train.threads=1",
+                        over = [*FROZEN, f"task={task}", f"model.name={fam}", *AUX_SETTINGS[aux],
+                                f"out_dir={run_dir.parent}", f"name={name}", "progress=false", "train.threads=1",
                                 *family_over.get(fam, []), *args.overrides]
                         jobs.append({"recipe": args.recipe, "overrides": over, "task": task, "labels": labels,
                                      "splits": splits, "run_dir": str(run_dir)})
     print(f"{len(plan)} runs, {len(jobs)} to train with {args.workers} workers", flush=True)
-    train_in_workers(_train_cell, jobs, args.workers, args.recipe, start)
+    train_in_workers(_train_cell, jobs, args.workers, args.recipe, start, tuple(FROZEN))
 
     scores: dict[str, dict[str, list]] = {t: dict(r) for t, r in lr_rows.items()}
     dev: dict[tuple[str, int], dict[str, float]] = {}

@@ -16,7 +16,7 @@ import sys
 import time
 
 import numpy as np
-from memes_quality import GROUPING, _quiet, lr_score
+from memes_quality import FROZEN, GROUPING, _quiet, lr_score
 
 TOWERS = {
     "minilm": {"name": "minilm"},
@@ -56,7 +56,7 @@ def main() -> None:
     from mmpost.data.dataset import label_ids
     from mmpost.data.sources import get_source
 
-    cfg = load_config(args.recipe, ["progress=false"])
+    cfg = load_config(args.recipe, ["progress=false", *FROZEN])
     if data_root(cfg.data) is None:
         sys.exit("set MMPOST_DATA_ROOT (the folder holding memes/)")
     posts = get_source("memes").load(data_root(cfg.data)).posts

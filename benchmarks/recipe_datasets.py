@@ -14,8 +14,7 @@ Two conditions per dataset, Conc base, seeds ``--seeds``, one ``mmpost grid`` (c
   dev epoch kept).
 
 The table: test weighted F1, mean ± std over the seeds, the paired difference fine-tuned − frozen (per seed, paired
-t-test p), the dev weighted F1 of each (the column a choice is made on), and the median seconds a run took (the
-machine's other load included).
+t-test p), the dev weighted F1 of each (the column a choice is made on), and the median seconds a run's training took.
 """
 from __future__ import annotations
 
@@ -44,30 +43,7 @@ def grid_config(args):
                       overrides=[f"data.max_train={args.max_train}", *args.overrides], out_dir=str(args.out))
 
 
-class CellClock:
-    """Seconds each trained cell took (from the previous cell's end), kept in ``OUT/cell_seconds.json`` so a resumed
-    run still has them; the first cell of a dataset includes its data preparation and feature extraction."""
-
-    def __init__(self, out: Path):
-        self.path, self.last = out / "cell_seconds.json", time.time()
-        self.seconds = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def __call__(self, result, how: str) -> None:
-        now = time.time()
-        if how in ("trained", "resumed"):
-            self.seconds[f"{result.dataset}/{result.seed}"] = now - self.last
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.with_suffix(".tmp").write_text(json.dumps(self.seconds, indent=1))
-            self.path.with_suffix(".tmp").replace(self.path)
-        self.last = now
-        print(f"  {result.dataset} seed {result.seed}: {how}, test weighted F1 {result.weighted_f1:.3f}", flush=True)
-
-    def median(self, dataset: str, seeds) -> float:
-        values = [self.seconds[k] for k in (f"{dataset}/{s}" for s in seeds) if k in self.seconds]
-        return float(np.median(values)) if values else float("nan")
-
-
-def table(results, args, clock: CellClock) -> str:
+def table(results, args) -> str:
     from scipy.stats import ttest_rel
     by = {(r.dataset, r.seed): r for r in results if r.status == "done"}
     lines = [f"Test weighted F1, Conc base, mean ± std over seeds {', '.join(map(str, args.seeds))}; at most "
@@ -81,7 +57,7 @@ def table(results, args, clock: CellClock) -> str:
             continue
         test = {c: np.array([r.weighted_f1 for r in rs]) for c, rs in runs.items()}
         dev = {c: np.mean([r.dev_weighted_f1 for r in rs]) for c, rs in runs.items()}
-        secs = {c: clock.median(f"{slug}-{c}", args.seeds) for c in CONDITIONS}
+        secs = {c: np.median([r.seconds for r in rs]) for c, rs in runs.items()}
         d = test["fine-tuned"] - test["frozen"]
         p = ttest_rel(test["fine-tuned"], test["frozen"]).pvalue if len(d) > 1 and np.ptp(d) > 0 else float("nan")
         ms = {c: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}" for c, v in test.items()}
@@ -110,13 +86,15 @@ def main() -> None:
     if data_root(load_config(None, ["progress=false"]).data) is None:
         sys.exit("set MMPOST_DATA_ROOT (the folder holding multioff/, mvsa/, mhp/, msd/)")
     start = time.time()
-    grid, clock = grid_config(args), CellClock(Path(args.out))
+    grid = grid_config(args)
     if args.collect:
         cells = sorted(Path(args.out).glob("cells/*/*/cell.json"))
         results = [CellResult(**json.loads(c.read_text())) for c in cells]
     else:
-        results = run_grid(grid, on_cell=clock)
-    text = table(results, args, clock) + f"\nWall time: {time.time() - start:.0f} s.\n"
+        results = run_grid(grid, on_cell=lambda r, how: print(
+            f"  {r.dataset} seed {r.seed}: {how}, test weighted F1 {r.weighted_f1:.3f} ({r.seconds:.0f} s)",
+            flush=True))
+    text = table(results, args) + f"\nWall time: {time.time() - start:.0f} s.\n"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.md.tmp").write_text(text)

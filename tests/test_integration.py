@@ -36,7 +36,7 @@ def test_memes_recipe_beats_majority_with_real_encoders(tmp_path):
 def test_memes_recipe_trains_its_three_tasks_in_one_model(tmp_path):
     cfg = load_config(ROOT / "configs" / "memes.yaml",
                       ["data.limit=500", "tasks=[sentiment,sarcasm,offensive]", f"out_dir={tmp_path}", "name=mt",
-                       "progress=false", "train.epochs=5"])
+                       "progress=false", "train.epochs=2"])
     result = train(cfg)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert set(metrics["test"]) == {"sentiment", "sarcasm", "offensive"}
