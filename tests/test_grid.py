@@ -73,6 +73,20 @@ def test_grid_resumes_an_interrupted_cell(tmp_path, monkeypatch):
     assert seen == ["resumed"]
 
 
+def test_grid_retrains_a_finished_run_it_never_recorded(tmp_path):
+    toy = write_toy_csv(tmp_path)
+    grid = load_grid(_grid(tmp_path, _recipe(tmp_path, toy), seeds=(0,)), ["aux=[base]"])
+    first = run_grid(grid)[0]
+    cell = tmp_path / "grid" / "cells" / "toy" / "conc-base-seed0"
+    (cell / "cell.json").unlink()          # stopped between the run's metrics.json and the grid's cell.json
+    seen = []
+    again = run_grid(grid, on_cell=lambda r, how: seen.append(how))
+    assert seen == ["trained"] and (cell / "cell.json").exists()
+    assert again[0].weighted_f1 == pytest.approx(first.weighted_f1)
+    aside = [p.name for p in cell.parent.iterdir() if p.name.startswith("conc-base-seed0.unrecorded-")]
+    assert len(aside) == 1 and (cell.parent / aside[0] / "metrics.json").exists()
+
+
 def test_text_only_data_runs_base_only_and_the_table_says_why(tmp_path):
     toy = write_toy_csv(tmp_path)
     recipe = _recipe(tmp_path, toy)

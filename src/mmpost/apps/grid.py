@@ -2,7 +2,9 @@
 
 Each cell trains into ``OUT/cells/<dataset>/<model>-<aux>-seed<seed>``. A cell whose ``metrics.json`` exists is
 finished and read back, a cell with a checkpoint but no metrics is resumed, the rest are trained — so a grid
-that stopped (crash, time limit, Ctrl-C) picks up where it was by running the same command again. After every
+that stopped (crash, time limit, Ctrl-C) picks up where it was by running the same command again. A run that
+stopped after its ``metrics.json`` but before its ``cell.json`` is moved aside (``<cell>.unrecorded-<time>``, kept
+for reading) and the cell is trained again, since its summary cannot be rebuilt from the run folder alone. After every
 cell the tables are rewritten (atomically): ``results.csv`` (one row per cell), ``results.md`` and
 ``results.png`` (see :mod:`mmpost.evaluation.tables`).
 
@@ -71,6 +73,17 @@ def _finished(run_dir: Path) -> CellResult | None:
     return CellResult(**json.loads(summary.read_text()))
 
 
+def _set_aside_unrecorded(run_dir: Path) -> None:
+    """A run that finished (``metrics.json``) but stopped before the grid recorded it (no ``cell.json``): keep it
+    under another name, and let the cell train again, rather than fail on the finished run folder."""
+    if not (run_dir / "metrics.json").exists():
+        return
+    aside = run_dir.with_name(f"{run_dir.name}.unrecorded-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.rename(aside)
+    log.warning("grid: %s finished but was never recorded (stopped before cell.json); moved to %s, training the "
+                "cell again", run_dir, aside.name)
+
+
 def _has_pairs(data: PreparedData) -> bool:
     """ITC and ITM need at least two posts with an image to contrast or to swap."""
     return sum(bool(p.images) for p in data.splits["train"]) >= 2
@@ -101,6 +114,7 @@ def run_grid(grid: GridConfig, *, extra: list[str] | None = None,
         if done is not None:
             record(done, "finished")
             continue
+        _set_aside_unrecorded(run_dir)
         data_key = json.dumps([cell.dataset.name, dataclasses.asdict(cfg.data), cfg.task], sort_keys=True, default=str)
         if data_key not in prepared:
             log.info("grid: preparing %s (%s)", cell.dataset.name, cfg.task)
